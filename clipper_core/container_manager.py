@@ -1,0 +1,150 @@
+"""The ContainerManager interface every cluster backend implements (local processes, Docker, Kubernetes).
+
+Method names, parameters and defaults follow the original ``clipper_admin.container_manager`` (reference §6.2).
+``build_model`` and ``is_running`` are additions: building a model artefact is the manager's business here,
+because only it knows whether an "image" is a Docker image or a directory in a local model store.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from clipper_core.errors import ClipperException
+
+logger = logging.getLogger(__name__)
+
+CLIPPER_QUERY_PORT = 1337
+CLIPPER_MANAGEMENT_PORT = 1338
+CLIPPER_RPC_PORT = 7000
+CLIPPER_METRIC_PORT = 1390
+REDIS_PORT = 6379
+
+CLIPPER_DOCKER_LABEL = "ai.clipper.container.label"
+CLIPPER_MODEL_CONTAINER_LABEL = "ai.clipper.model_container.label"
+CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL = "ai.clipper.query_frontend.label"
+CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL = "ai.clipper.management_frontend.label"
+CLIPPER_NAME_LABEL = "ai.clipper.name"
+CONTAINERLESS_MODEL_IMAGE = "NO_CONTAINER"
+
+_DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+
+
+def validate_model_name(value: str, what: str = "model name") -> str:
+    """Client-side check of model names and versions (DNS-1123 label), with the original's message."""
+    value = str(value)
+    if not _DNS1123.match(value):
+        msg = (
+            f"Invalid value: {value}: a {what} must be a valid DNS-1123  subdomain. It must consist of lower case "
+            "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character "
+            "(e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?\\Z'"
+        )
+        raise ClipperException(msg)
+    return value
+
+
+def validate_app_name(value: str) -> str:
+    """App names may not contain ',' or ':' (they are Redis key delimiters) and must be usable in a URL path."""
+    value = str(value)
+    if not value or any(c in value for c in ",:/") or any(c.isspace() for c in value):
+        msg = f"Invalid application name supplied: {value!r}. It must be non-empty and contain none of ',', ':', '/' or spaces"
+        raise ClipperException(msg)
+    return value
+
+
+def model_label(name: str, version: str) -> str:
+    return f"{name}_{version}"
+
+
+class ContainerManager(ABC):
+    """Starts and stops the processes (or containers, or pods) of one Clipper cluster."""
+
+    PLUGIN_NAME: ClassVar[str] = ""
+
+    cluster_name: str
+    cluster_identifier: str
+
+    @abstractmethod
+    def start_clipper(
+        self,
+        query_frontend_image: str,
+        mgmt_frontend_image: str,
+        frontend_exporter_image: str,
+        cache_size: int,
+        qf_http_thread_pool_size: int,
+        qf_http_timeout_request: int,
+        qf_http_timeout_content: int,
+        num_frontend_replicas: int = 1,
+    ) -> None:
+        """Start Redis (unless external), the management frontend and the query frontend."""
+
+    @abstractmethod
+    def connect(self) -> None:
+        """Attach to a running cluster of this name; raise :class:`ClipperException` when none runs."""
+
+    @abstractmethod
+    def build_model(
+        self,
+        name: str,
+        version: str,
+        model_data_path: str,
+        base_image: str,
+        container_registry: str | None = None,
+        pkgs_to_install: list[str] | None = None,
+    ) -> str:
+        """Package ``model_data_path`` so replicas can run it; return the image reference."""
+
+    @abstractmethod
+    def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> None:
+        """Start ``num_replicas`` replicas of a model version."""
+
+    @abstractmethod
+    def get_num_replicas(self, name: str, version: str) -> int:
+        """How many replicas of the model version run now."""
+
+    @abstractmethod
+    def set_num_replicas(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> None:
+        """Scale the model version to exactly ``num_replicas`` replicas."""
+
+    @abstractmethod
+    def get_logs(self, logging_dir: str) -> list[str]:
+        """Copy every cluster log into ``logging_dir``; return the file paths."""
+
+    @abstractmethod
+    def stop_models(self, models: dict[str, list[str]]) -> None:
+        """Stop the replicas of the given ``{name: [versions]}``."""
+
+    @abstractmethod
+    def stop_all_model_containers(self) -> None:
+        """Stop every model replica of the cluster."""
+
+    @abstractmethod
+    def stop_all(self, graceful: bool = True) -> None:
+        """Stop everything the cluster runs."""
+
+    @abstractmethod
+    def get_admin_addr(self) -> str:
+        """``host:port`` of the management frontend."""
+
+    @abstractmethod
+    def get_query_addr(self) -> str:
+        """``host:port`` of the query frontend's REST API."""
+
+    @abstractmethod
+    def get_metric_addr(self) -> str:
+        """``host:port`` where metrics are served."""
+
+    def is_running(self) -> bool:
+        """Whether the cluster's frontends are up (used for clear errors before talking to them)."""
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        """Addresses and settings for ``clipper status``."""
+        return {
+            "manager": self.PLUGIN_NAME,
+            "cluster_name": self.cluster_name,
+            "query": self.get_query_addr(),
+            "admin": self.get_admin_addr(),
+        }

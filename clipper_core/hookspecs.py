@@ -1,0 +1,62 @@
+"""Hook specifications for Clipper plugins. Implement them with ``@clipper_core.hookimpl``.
+
+Every hook is called once at start-up to build a registry; none is ever called on the request path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from clipper_core.container_manager import ContainerManager
+    from clipper_core.input_types import InputType
+
+PROJECT_NAME = "clipper"  # also the entry-point group
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# ---------------------------------------------------------------------------
+# Registration hooks: called once at start-up; return classes or objects
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def clipper_register_container_managers() -> list[type[ContainerManager]]:
+    """Return the :class:`~clipper_core.container_manager.ContainerManager` subclasses this plugin provides.
+
+    Called once when a :class:`~clipper_core.registry.PluginHost` is built. Not firstresult, not historic.
+
+    :returns: classes, each with a unique ``PLUGIN_NAME`` (``"local"``, ``"docker"``, ``"kubernetes"``).
+
+    .. versionadded:: 0.5
+    """
+
+
+@hookspec
+def clipper_register_deployers() -> list[Any]:
+    """Return deployer objects this plugin provides.
+
+    Called once when a registry is built. Not firstresult, not historic.
+
+    :returns: objects (usually modules) with a unique ``PLUGIN_NAME`` (``"python_closure"``, ``"pyspark"``)
+        exposing ``deploy(...)`` and ``create_endpoint(...)``.
+
+    .. versionadded:: 0.5
+    """
+
+
+@hookspec
+def clipper_register_input_types() -> list[InputType]:
+    """Return :class:`~clipper_core.input_types.InputType` objects this plugin provides.
+
+    Called once at start-up by the frontends, the admin client and the model-container runtime.
+    The five original types are registered through this same hook (``trylast``), so a plugin can
+    override one by returning a type with the same name. Not firstresult, not historic.
+
+    :returns: input types with a canonical ``name``, ``aliases`` and a unique RPC ``code``.
+
+    .. versionadded:: 0.5
+    """

@@ -1,0 +1,302 @@
+"""The serving engine: one deadline-ordered (EDF) queue per model version, shared by all its replicas.
+
+Replicas pull: whenever a task arrives or a replica has a free slot, :meth:`ModelQueue.dispatch` forms a batch
+from the earliest deadlines and sends it. Expired tasks are dropped before sending. With ``batch_size == -1`` each
+replica adapts its batch limit (AIMD: +1 while batches finish inside the latency budget, x0.9 on a miss); a fixed
+batch size is honoured exactly (never larger, never padded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from clipper_core.rpc.frames import ERROR_PREFIX
+from clipper_frontend.cache import PredictionCache
+
+if TYPE_CHECKING:
+    from clipper_frontend.metrics import MetricsRegistry
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_IN_FLIGHT = 2
+MAX_ADAPTIVE_BATCH = 1024
+_ERROR_PREFIX = ERROR_PREFIX.encode()
+BUDGET_FRACTION = 0.4  # share of the SLO one batch may take, leaving room for queueing and a second batch
+
+
+class ModelError(Exception):
+    """The model (or its replica) failed for this query; the message names the cause.
+
+    Task futures resolve with either the output string or one of these exception *objects* as their result, so a
+    query whose caller already gave up never leaves an unretrieved exception behind.
+    """
+
+
+class TaskDropped(Exception):
+    """The task expired in the queue or its model went away before it could be sent."""
+
+
+class Task:
+    __slots__ = ("deadline", "payload", "future", "key", "enqueued", "attempts")
+
+    def __init__(self, deadline: float, payload: bytes, future: asyncio.Future[Any], key: Any, enqueued: float) -> None:
+        self.deadline = deadline
+        self.payload = payload
+        self.future = future
+        self.key = key
+        self.enqueued = enqueued
+        self.attempts = 0
+
+
+@dataclass(eq=False)
+class Replica:
+    """One connected model-container replica."""
+
+    identity: bytes
+    name: str
+    version: str
+    input_code: int
+    replica_id: int = -1
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    in_flight: int = 0
+    batch_limit: float = 1.0
+    last_seen: float = 0.0
+    status: dict[str, Any] = field(default_factory=dict)
+    errors: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.name, self.version)
+
+
+class ModelQueue:
+    """EDF queue of one model version plus the replicas that pull from it."""
+
+    def __init__(self, engine: Engine, name: str, version: str, batch_size: int = -1) -> None:
+        self.engine = engine
+        self.name = name
+        self.version = version
+        self.batch_size = batch_size
+        self.heap: list[tuple[float, int, Task]] = []
+        self.replicas: list[Replica] = []
+        self.slo_seconds = 1.0
+        prefix = f"model:{name}:{version}:"
+        m = engine.metrics
+        self.m_latency = m.histogram(prefix + "prediction_latency")
+        self.m_throughput = m.meter(prefix + "prediction_throughput")
+        self.m_num = m.counter(prefix + "num_predictions")
+        self.m_cache = m.ratio_counter(prefix + "cache_hit_ratio")
+        self.m_batch = m.histogram(prefix + "batch_size", unit="queries")
+        self.m_errors = m.counter(prefix + "num_errors")
+
+    def push(self, task: Task) -> None:
+        heapq.heappush(self.heap, (task.deadline, next(self.engine.seq), task))
+        if self.replicas:
+            self.dispatch()
+
+    def _limit(self, replica: Replica) -> int:
+        if self.batch_size > 0:
+            return self.batch_size
+        return max(1, int(replica.batch_limit))
+
+    def dispatch(self) -> None:
+        heap = self.heap
+        if not heap:
+            return
+        now = self.engine.loop.time()
+        while heap:
+            replica = None
+            for r in self.replicas:
+                if r.in_flight < r.max_in_flight and (replica is None or r.in_flight < replica.in_flight):
+                    replica = r
+            if replica is None:
+                return
+            limit = self._limit(replica)
+            batch: list[Task] = []
+            while heap and len(batch) < limit:
+                _, _, task = heapq.heappop(heap)
+                if task.future.done():
+                    continue
+                if task.deadline <= now:
+                    self.engine.drop(task)
+                    continue
+                batch.append(task)
+            if batch:
+                self.engine.send(replica, self, batch, now)
+
+    def on_batch_done(self, replica: Replica, size: int, latency: float) -> None:
+        self.m_batch.insert(size)
+        self.m_latency.insert(latency * 1e6)
+        self.m_throughput.count += size
+        self.m_num.count += size
+        if self.batch_size <= 0:
+            budget = self.slo_seconds * BUDGET_FRACTION
+            if latency > budget:
+                replica.batch_limit = max(1.0, replica.batch_limit * 0.9)
+            elif size >= int(replica.batch_limit):
+                replica.batch_limit = min(float(MAX_ADAPTIVE_BATCH), replica.batch_limit + 1.0)
+
+    def fail_all(self, exc_factory: Callable[[], Exception]) -> None:
+        for _, _, task in self.heap:
+            if not task.future.done():
+                task.future.set_result(exc_factory())
+        self.heap.clear()
+
+
+class Engine:
+    """Owns the queues, the cache and the in-flight batches; the RPC server plugs in as ``sender``."""
+
+    def __init__(self, metrics: MetricsRegistry, cache_size: int = 32 * 1024 * 1024) -> None:
+        self.loop = asyncio.get_event_loop()
+        self.metrics = metrics
+        self.cache = PredictionCache(cache_size)
+        self.queues: dict[tuple[str, str], ModelQueue] = {}
+        self.pending: dict[Any, asyncio.Future[Any]] = {}
+        self.inflight: dict[int, tuple[Replica, ModelQueue, list[Task], float]] = {}
+        self.seq = itertools.count()
+        self.msg_ids = itertools.count()
+        self.sender: Callable[[Replica, int, list[bytes]], bool] | None = None
+        self.m_lookups = metrics.counter("internal:prediction_cache_lookups")
+        self.m_hit_ratio = metrics.ratio_counter("internal:prediction_cache_hit_ratio")
+        self.m_agg_throughput = metrics.meter("internal:aggregate_model_throughput")
+        self.m_agg_num = metrics.counter("internal:aggregate_num_predictions")
+        self.m_queue_delay = metrics.histogram("internal:rpc_request_queueing_delay", size=2056)
+
+    # -- queues and replicas --------------------------------------------------------------------
+
+    def queue(self, name: str, version: str) -> ModelQueue:
+        q = self.queues.get((name, version))
+        if q is None:
+            q = self.queues[(name, version)] = ModelQueue(self, name, version)
+        return q
+
+    def set_batch_size(self, name: str, version: str, batch_size: int) -> None:
+        self.queue(name, version).batch_size = batch_size
+
+    def add_replica(self, replica: Replica) -> None:
+        q = self.queue(replica.name, replica.version)
+        q.replicas.append(replica)
+        q.dispatch()
+
+    def remove_replica(self, replica: Replica) -> None:
+        q = self.queues.get(replica.key)
+        if q is not None and replica in q.replicas:
+            q.replicas.remove(replica)
+        # In-flight work of a dead replica goes back to the queue if its deadline still allows.
+        now = self.loop.time()
+        for msg_id in [m for m, entry in self.inflight.items() if entry[0] is replica]:
+            _, queue, tasks, _ = self.inflight.pop(msg_id)
+            for task in tasks:
+                if task.future.done():
+                    continue
+                if task.deadline > now and queue.replicas:
+                    queue.push(task)
+                else:
+                    task.future.set_result(ModelError(f"replica {replica.replica_id} of {replica.name}:{replica.version} disconnected"))
+
+    def remove_model(self, name: str, version: str) -> None:
+        q = self.queues.get((name, version))
+        if q is not None:
+            q.fail_all(lambda: TaskDropped("model version was removed"))
+        self.cache.drop_model(name, version)
+
+    def has_replicas(self, name: str, version: str) -> bool:
+        q = self.queues.get((name, version))
+        return bool(q is not None and q.replicas)
+
+    # -- the request path -----------------------------------------------------------------------
+
+    def submit(self, name: str, version: str, payload: bytes, deadline: float, slo_seconds: float) -> asyncio.Future[Any] | str | None:
+        """Start one query. Returns the cached output, a future of the output, or None if no replica is connected."""
+        cache = self.cache
+        key = (name, version, payload)
+        if cache.max_bytes:
+            self.m_lookups.count += 1
+            self.m_hit_ratio.denominator += 1
+            hit = cache.get(key)
+            q = self.queues.get((name, version))
+            if q is not None:
+                q.m_cache.denominator += 1
+            if hit is not None:
+                self.m_hit_ratio.numerator += 1
+                if q is not None:
+                    q.m_cache.numerator += 1
+                return hit
+            shared = self.pending.get(key)
+            if shared is not None:
+                return shared
+        q = self.queues.get((name, version))
+        if q is None or not q.replicas:
+            return None
+        if slo_seconds < q.slo_seconds or not q.heap:
+            q.slo_seconds = slo_seconds
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        if cache.max_bytes:
+            self.pending[key] = fut
+            fut.add_done_callback(lambda f, k=key: self._settle(k, f))
+        q.push(Task(deadline, payload, fut, key, self.loop.time()))
+        return fut
+
+    def _settle(self, key: Any, fut: asyncio.Future[Any]) -> None:
+        if self.pending.get(key) is fut:
+            del self.pending[key]
+        if not fut.cancelled():
+            result = fut.result()
+            if type(result) is str:
+                self.cache.put(key, result)
+
+    def drop(self, task: Task) -> None:
+        task.future.set_result(TaskDropped("deadline passed before the task could be sent"))
+
+    def send(self, replica: Replica, queue: ModelQueue, batch: list[Task], now: float) -> None:
+        msg_id = next(self.msg_ids) & 0xFFFFFFFF
+        for task in batch:
+            self.m_queue_delay.insert((now - task.enqueued) * 1e6)
+        assert self.sender is not None
+        if not self.sender(replica, msg_id, [t.payload for t in batch]):
+            # The replica is gone: take it out of rotation and give its batch back to the queue.
+            if replica in queue.replicas:
+                queue.replicas.remove(replica)
+            for task in batch:
+                heapq.heappush(queue.heap, (task.deadline, next(self.seq), task))
+            return
+        replica.in_flight += 1
+        self.inflight[msg_id] = (replica, queue, batch, now)
+
+    def on_response(self, msg_id: int, outputs: list[bytes]) -> None:
+        entry = self.inflight.pop(msg_id, None)
+        if entry is None:
+            return  # a late answer for a batch already re-queued elsewhere
+        replica, queue, tasks, sent = entry
+        replica.in_flight -= 1
+        latency = self.loop.time() - sent
+        if len(outputs) != len(tasks):
+            err = ModelError(
+                f"model {replica.name}:{replica.version} returned {len(outputs)} outputs for {len(tasks)} inputs"
+            )
+            for task in tasks:
+                if not task.future.done():
+                    task.future.set_result(err)
+        else:
+            prefix = _ERROR_PREFIX
+            for task, out in zip(tasks, outputs):
+                if task.future.done():
+                    continue
+                if out.startswith(prefix):
+                    replica.errors += 1
+                    queue.m_errors.count += 1
+                    text = out[len(prefix) :].decode("utf-8", "replace")
+                    task.future.set_result(ModelError(f"model {replica.name}:{replica.version} failed: {text}"))
+                else:
+                    task.future.set_result(out.decode("utf-8", "replace"))
+        n = len(tasks)
+        self.m_agg_num.count += n
+        self.m_agg_throughput.count += n
+        queue.on_batch_done(replica, n, latency)
+        queue.dispatch()

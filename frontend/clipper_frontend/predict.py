@@ -1,0 +1,225 @@
+"""Query processing for ``POST /<app>/predict`` and ``/<app>/update``, independent of the HTTP server.
+
+Everything here reads the in-memory :class:`~clipper_frontend.state.ClusterView`; no Redis, no hook calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any
+
+import orjson
+
+from clipper_core.errors import InputDecodeError
+from clipper_frontend.engine import Engine, ModelError
+from clipper_frontend.metrics import MetricsRegistry
+from clipper_frontend.state import AppInfo, ClusterView, parse_output
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_JSON_SCHEMA = '\n  {\n   "input" := [double] | [int] | [string] | [byte] | [float],\n  }\n'
+UPDATE_JSON_SCHEMA = (
+    '\n  {\n   "uid" := string,\n   "input" := [double] | [int] | [string] | [byte] | [float],\n'
+    '   "label" := double\n  }\n'
+)
+NO_CONNECTED_MODELS = "No connected models found for query"
+SLO_MISSED = "Failed to retrieve a prediction response within the specified latency SLO"
+
+Response = tuple[int, bytes]
+
+
+def _error(status: int, error: str, cause: str) -> Response:
+    return status, orjson.dumps({"error": error, "cause": cause})
+
+
+def json_error(message: str) -> Response:
+    return _error(400, "Json error", f"Error parsing JSON: {message}. Expected JSON schema: {PREDICTION_JSON_SCHEMA}")
+
+
+def not_found(app: str) -> Response:
+    return _error(404, "Not found", f"No application named '{app}' is registered with this Clipper cluster")
+
+
+class _AppMetrics:
+    __slots__ = ("latency", "throughput", "num", "default_ratio")
+
+    def __init__(self, metrics: MetricsRegistry, app: str) -> None:
+        prefix = f"app:{app}:"
+        self.latency = metrics.histogram(prefix + "prediction_latency")
+        self.throughput = metrics.meter(prefix + "prediction_throughput")
+        self.num = metrics.counter(prefix + "num_predictions")
+        self.default_ratio = metrics.ratio_counter(prefix + "default_prediction_ratio")
+
+
+class QueryProcessor:
+    def __init__(self, view: ClusterView, engine: Engine, metrics: MetricsRegistry) -> None:
+        self.view = view
+        self.engine = engine
+        self.metrics = metrics
+        self.loop = engine.loop
+        self.query_ids = itertools.count()
+        self._app_metrics: dict[str, _AppMetrics] = {}
+
+    def app_metrics(self, app: str) -> _AppMetrics:
+        m = self._app_metrics.get(app)
+        if m is None:
+            m = self._app_metrics[app] = _AppMetrics(self.metrics, app)
+        return m
+
+    async def predict(self, app_name: str, body: bytes) -> Response:
+        app = self.view.apps.get(app_name)
+        if app is None:
+            return not_found(app_name)
+        start = self.loop.time()
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return json_error(f"JSON parse error: {exc}")
+        if type(obj) is not dict:
+            return json_error("the request body must be a JSON object")
+        input_type = app.input_type
+        batch = False
+        try:
+            if "input" in obj:
+                payloads = [input_type.encode(obj["input"])]
+            elif "input_batch" in obj:
+                values = obj["input_batch"]
+                if type(values) is not list:
+                    return json_error(
+                        f"Type mismatch! JSON key input_batch expected type Arraybut found type {_json_type(values)}"
+                    )
+                payloads = [input_type.encode_batch_item(v) for v in values]
+                batch = True
+            else:
+                return json_error("JSON object does not have required keys input or input_batch")
+        except InputDecodeError as exc:
+            return json_error(str(exc))
+
+        selected = self._select(app, obj.get("version"))
+        if type(selected) is tuple and len(selected) == 2 and type(selected[0]) is int:
+            return selected  # an error response
+        model, version = selected  # type: ignore[misc]
+
+        deadline = start + app.slo_seconds
+        results: list[Any] = []
+        if model is None:
+            results = [None] * len(payloads)
+        else:
+            submit = self.engine.submit
+            slo = app.slo_seconds
+            results = [submit(model, version, p, deadline, slo) for p in payloads]
+            waiting = [r for r in results if r is not None and type(r) is not str and not r.done()]
+            if waiting:
+                await self._wait(waiting, deadline)
+
+        m = self.app_metrics(app_name)
+        outs = [self._render(app, r, m) for r in results]
+        elapsed_us = (self.loop.time() - start) * 1e6
+        m.latency.insert(elapsed_us)
+        if batch:
+            return 200, orjson.dumps({"batch_predictions": outs})
+        return 200, orjson.dumps(outs[0])
+
+    def _select(self, app: AppInfo, version: Any) -> tuple[str | None, str | None] | Response:
+        links = app.linked_models
+        if version is not None:
+            version = str(version)
+            if len(links) > 1:
+                return _error(400, "Query processing error", f"Too many models linked to application {app.name}")
+            if not links:
+                return None, None
+            model = links[0]
+            if (model, version) not in self.view.models:
+                return _error(
+                    400, "Query processing error", f"Requested version: {version} does not exist for model: {model}"
+                )
+            return model, version
+        if not links:
+            return None, None
+        model = links[0]
+        current = self.view.current_versions.get(model)
+        if current is None or (model, current) not in self.view.models:
+            return None, None
+        return model, current
+
+    async def _wait(self, futures: list[asyncio.Future[Any]], deadline: float) -> None:
+        loop = self.loop
+        waiter = loop.create_future()
+        remaining = len(futures)
+
+        def one_done(_: asyncio.Future[Any]) -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0 and not waiter.done():
+                waiter.set_result(None)
+
+        def expire() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        for f in futures:
+            f.add_done_callback(one_done)
+        handle = loop.call_at(deadline, expire)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+            for f in futures:
+                f.remove_done_callback(one_done)
+
+    def _render(self, app: AppInfo, result: Any, m: _AppMetrics) -> dict[str, Any]:
+        m.num.count += 1
+        m.throughput.count += 1
+        m.default_ratio.denominator += 1
+        qid = next(self.query_ids)
+        if type(result) is str:
+            return {"query_id": qid, "output": parse_output(result), "default": False}
+        if result is None:
+            explanation = NO_CONNECTED_MODELS
+        elif not result.done():
+            explanation = SLO_MISSED
+        else:
+            value = result.result()
+            if type(value) is str:
+                return {"query_id": qid, "output": parse_output(value), "default": False}
+            explanation = f"Model error: {value}" if isinstance(value, ModelError) else SLO_MISSED
+        m.default_ratio.numerator += 1
+        return {"query_id": qid, "output": app.default_value, "default": True, "default_explanation": explanation}
+
+    def update(self, app_name: str, body: bytes) -> tuple[int, bytes, bool]:
+        """Feedback. Returns (status, body, is_json); success and errors are plain text as in the original."""
+        app = self.view.apps.get(app_name)
+        if app is None:
+            status, payload = not_found(app_name)
+            return status, payload, True
+
+        def bad(message: str) -> tuple[int, bytes, bool]:
+            return 400, f"Error parsing JSON: {message}. Expected JSON schema: {UPDATE_JSON_SCHEMA}".encode(), False
+
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return bad(f"JSON parse error: {exc}")
+        if type(obj) is not dict:
+            return bad("the request body must be a JSON object")
+        for key in ("uid", "input", "label"):
+            if key not in obj:
+                return bad(f"JSON object does not have required key {key}")
+        if type(obj["uid"]) is not int:
+            return bad(f"Type mismatch! JSON key uid expected type Numberbut found type {_json_type(obj['uid'])}")
+        if type(obj["label"]) not in (int, float):
+            return bad(f"Type mismatch! JSON key label expected type Numberbut found type {_json_type(obj['label'])}")
+        try:
+            app.input_type.encode(obj["input"])
+        except InputDecodeError as exc:
+            return bad(str(exc))
+        next(self.query_ids)
+        return 200, b"Feedback received? 1", False
+
+
+def _json_type(value: Any) -> str:
+    from clipper_core.input_types import json_type_name
+
+    return json_type_name(value)

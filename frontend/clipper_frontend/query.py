@@ -1,0 +1,175 @@
+"""The query frontend: ``POST /<app>/predict``, ``POST /<app>/update``, ``GET /metrics``, ``GET /healthz``.
+
+Run it with ``python -m clipper_frontend.query --port 1337 --rpc-port 7000 --redis-ip 127.0.0.1 --redis-port 6379``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+import tornado.httpserver
+import tornado.web
+
+from clipper_core.input_types import InputTypeRegistry
+from clipper_core.registry import PluginHost
+from clipper_frontend._serve import connect_redis, run, setup_logging
+from clipper_frontend.engine import Engine
+from clipper_frontend.metrics import MetricsRegistry
+from clipper_frontend.predict import QueryProcessor
+from clipper_frontend.rpc_server import RPCServer
+from clipper_frontend.state import ClusterView
+
+logger = logging.getLogger(__name__)
+
+
+class _Base(tornado.web.RequestHandler):
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.finish(orjson.dumps({"error": self._reason, "cause": self._reason}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, tornado.web.HTTPError):
+            return
+        super().log_exception(typ, value, tb)
+
+
+class PredictHandler(_Base):
+    def initialize(self, processor: QueryProcessor) -> None:
+        self.processor = processor
+
+    async def post(self, app: str) -> None:
+        try:
+            status, body = await self.processor.predict(app, self.request.body)
+        except Exception:
+            logger.exception("unexpected error while predicting for %s", app)
+            status, body = 500, orjson.dumps({"error": "Internal error", "cause": "An unexpected error occurred!"})
+        self.set_status(status)
+        self.finish(body)
+
+
+class UpdateHandler(_Base):
+    def initialize(self, processor: QueryProcessor) -> None:
+        self.processor = processor
+
+    def post(self, app: str) -> None:
+        status, body, is_json = self.processor.update(app, self.request.body)
+        self.set_status(status)
+        if not is_json:
+            self.set_header("Content-Type", "text/plain")
+        self.finish(body)
+
+
+class MetricsHandler(_Base):
+    def initialize(self, metrics: MetricsRegistry) -> None:
+        self.metrics = metrics
+
+    def get(self) -> None:
+        self.finish(orjson.dumps(self.metrics.render()))
+
+
+class HealthHandler(_Base):
+    def initialize(self, view: ClusterView, rpc: RPCServer | None) -> None:
+        self.view = view
+        self.rpc = rpc
+
+    def get(self) -> None:
+        replicas = len(self.rpc.replicas) if self.rpc is not None else 0
+        self.finish(orjson.dumps({"status": "ok", "apps": len(self.view.apps), "replicas": replicas}))
+
+
+class NotFoundHandler(_Base):
+    def prepare(self) -> None:
+        self.set_status(404)
+        self.finish(
+            orjson.dumps({"error": "Not found", "cause": f"No route for {self.request.method} {self.request.path}"})
+        )
+
+
+def make_query_app(
+    processor: QueryProcessor, metrics: MetricsRegistry, view: ClusterView, rpc: RPCServer | None = None
+) -> tornado.web.Application:
+    deps = {"processor": processor}
+    return tornado.web.Application(
+        [
+            (r"/metrics", MetricsHandler, {"metrics": metrics}),
+            (r"/healthz", HealthHandler, {"view": view, "rpc": rpc}),
+            (r"/([^/]+)/predict/?", PredictHandler, deps),
+            (r"/([^/]+)/update/?", UpdateHandler, deps),
+        ],
+        default_handler_class=NotFoundHandler,
+        log_function=_log_request,
+    )
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    status = handler.get_status()
+    if status >= 500:
+        logger.error("%d %s %.1fms", status, handler._request_summary(), 1000 * handler.request.request_time())
+    elif status >= 400:
+        logger.info("%d %s", status, handler._request_summary())
+
+
+async def serve(args: argparse.Namespace, stop: asyncio.Event, input_types: InputTypeRegistry | None = None) -> None:
+    input_types = input_types or PluginHost().input_types()
+    store = await connect_redis(args.redis_ip, args.redis_port, stop)
+    metrics = MetricsRegistry()
+    engine = Engine(metrics, cache_size=args.cache_size)
+    view = ClusterView(store, input_types)
+    view.on_model_removed.append(engine.remove_model)
+    view.on_model_changed.append(lambda info: engine.set_batch_size(info.name, info.version, info.batch_size))
+    await view.start()
+    rpc = RPCServer(engine, store, view, input_types, args.host, args.rpc_port, args.activity_timeout)
+    await rpc.start()
+    processor = QueryProcessor(view, engine, metrics)
+    app = make_query_app(processor, metrics, view, rpc)
+    server = tornado.httpserver.HTTPServer(app, idle_connection_timeout=args.timeout_content)
+    server.listen(args.port, address=args.host)
+    logger.info("query frontend listening on http://%s:%d", args.host, args.port)
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(5)
+            metrics.tick()
+
+    ticker = asyncio.get_running_loop().create_task(tick())
+    await stop.wait()
+    logger.info("query frontend shutting down")
+    ticker.cancel()
+    server.stop()
+    await rpc.stop()
+    await view.stop()
+    await store.close()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="clipper-query-frontend", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind REST and RPC (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=1337, help="REST port (default 1337)")
+    p.add_argument("--rpc-port", "--rpc_service_port", dest="rpc_port", type=int, default=7000)
+    p.add_argument("--redis-ip", "--redis_ip", dest="redis_ip", default="127.0.0.1")
+    p.add_argument("--redis-port", "--redis_port", dest="redis_port", type=int, default=6379)
+    p.add_argument(
+        "--cache-size", "--prediction_cache_size", dest="cache_size", type=int, default=33554432,
+        help="prediction cache size in bytes; 0 disables the cache",
+    )
+    p.add_argument("--activity-timeout", type=float, default=30.0, help="seconds of silence before a replica is dropped")
+    p.add_argument("--timeout-content", "--timeout_content", dest="timeout_content", type=float, default=300.0)
+    p.add_argument("--thread_pool_size", "--timeout_request", dest="_ignored", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    run(lambda stop: serve(args, stop))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""The query frontend's in-memory view of the cluster state, kept current by Redis keyspace notifications.
+
+Nothing on the request path reads Redis: handlers read :class:`ClusterView` attributes only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from clipper_core.config_store import (
+    APP_MODEL_LINKS_DB,
+    APPLICATION_DB,
+    CURRENT_VERSION_PREFIX,
+    METADATA_DB,
+    MODEL_DB,
+    ConfigStore,
+)
+from clipper_core.input_types import InputType, InputTypeRegistry
+
+logger = logging.getLogger(__name__)
+
+
+def parse_output(text: str) -> Any:
+    """The original embeds an output string that parses as JSON as that JSON value, else as a string."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+@dataclass
+class AppInfo:
+    name: str
+    input_type: InputType
+    default_output: str
+    default_value: Any
+    slo_micros: int
+    policy: str
+    linked_models: list[str] = field(default_factory=list)
+
+    @property
+    def slo_seconds(self) -> float:
+        return self.slo_micros / 1e6
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    version: str
+    input_type: str
+    batch_size: int
+    container_name: str
+
+
+class ClusterView:
+    """Applications, links, models and current versions, loaded at start and updated from keyspace events."""
+
+    def __init__(self, store: ConfigStore, input_types: InputTypeRegistry) -> None:
+        self.store = store
+        self.input_types = input_types
+        self.apps: dict[str, AppInfo] = {}
+        self.links: dict[str, list[str]] = {}
+        self.models: dict[tuple[str, str], ModelInfo] = {}
+        self.current_versions: dict[str, str] = {}
+        self.on_model_removed: list[Callable[[str, str], None]] = []
+        self.on_model_changed: list[Callable[[ModelInfo], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._pubsub: Any = None
+
+    async def start(self) -> None:
+        """Subscribe first, then load everything, so no change between the two is missed."""
+        await self.store.enable_notifications()
+        self._pubsub = self.store.pubsub()
+        await self._pubsub.psubscribe(
+            *(f"__keyspace@{db}__:*" for db in (MODEL_DB, APPLICATION_DB, METADATA_DB, APP_MODEL_LINKS_DB))
+        )
+        await self.reload_all()
+        self._task = asyncio.get_running_loop().create_task(self._listen())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+
+    async def reload_all(self) -> None:
+        for name, version in await self.store.list_models():
+            await self._reload_model(name, version)
+        self.current_versions = await self.store.all_current_versions()
+        for app in await self.store.list_applications():
+            await self._reload_links(app)
+            await self._reload_app(app)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async for message in self._pubsub.listen():
+                    if message.get("type") != "pmessage":
+                        continue
+                    channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
+                    prefix, _, key = channel.partition("__:")
+                    db = int(prefix.rsplit("@", 1)[1])
+                    await self._on_event(db, key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("lost the Redis notification stream; reloading state in 1 s")
+                await asyncio.sleep(1)
+                try:
+                    await self.reload_all()
+                except Exception:
+                    logger.exception("state reload failed")
+
+    async def _on_event(self, db: int, key: str) -> None:
+        if db == APPLICATION_DB:
+            await self._reload_app(key)
+        elif db == APP_MODEL_LINKS_DB:
+            await self._reload_links(key)
+        elif db == METADATA_DB and key.startswith(CURRENT_VERSION_PREFIX):
+            name = key[len(CURRENT_VERSION_PREFIX) :]
+            version = await self.store.get_current_version(name)
+            if version is None:
+                self.current_versions.pop(name, None)
+            else:
+                self.current_versions[name] = version
+        elif db == MODEL_DB:
+            name, _, version = key.partition(":")
+            await self._reload_model(name, version)
+
+    async def _reload_app(self, name: str) -> None:
+        raw = await self.store.get_application(name)
+        if raw is None:
+            if self.apps.pop(name, None) is not None:
+                logger.info("application %s removed", name)
+            return
+        try:
+            input_type = self.input_types.parse(raw["input_type"])
+        except Exception:
+            logger.error("application %s has unknown input type %r; not serving it", name, raw.get("input_type"))
+            self.apps.pop(name, None)
+            return
+        default = raw.get("default_output", "None")
+        self.apps[name] = AppInfo(
+            name=name,
+            input_type=input_type,
+            default_output=default,
+            default_value=parse_output(default),
+            slo_micros=int(raw.get("latency_slo_micros", "100000")),
+            policy=raw.get("policy", "DefaultOutputSelectionPolicy"),
+            linked_models=self.links.get(name, []),
+        )
+
+    async def _reload_links(self, app: str) -> None:
+        links = await self.store.get_linked_models(app)
+        self.links[app] = links
+        info = self.apps.get(app)
+        if info is not None:
+            info.linked_models = links
+
+    async def _reload_model(self, name: str, version: str) -> None:
+        raw = await self.store.get_model(name, version)
+        if raw is None or "valid" not in raw:
+            if self.models.pop((name, version), None) is not None:
+                logger.info("model %s:%s removed", name, version)
+                for callback in self.on_model_removed:
+                    callback(name, version)
+            return
+        info = ModelInfo(
+            name=name,
+            version=version,
+            input_type=raw.get("input_type", ""),
+            batch_size=int(raw.get("batch_size", "-1") or -1),
+            container_name=raw.get("container_name", ""),
+        )
+        self.models[(name, version)] = info
+        for callback in self.on_model_changed:
+            callback(info)

@@ -1,0 +1,3 @@
+"""Model deployers for Clipper in Python."""
+
+__version__ = "0.5.0"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's virtualenv in .venv with every package installed in editable mode.
+# Safe to run repeatedly: a stamp file skips the pip step when no pyproject.toml changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    echo "Python 3.10 or newer is required (found: $("$PYTHON" --version 2>&1))" >&2
+    exit 1
+fi
+if ! "$PYTHON" -m venv --help >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    else
+        echo "python3 -m venv is not available; install python3-venv" >&2
+        exit 1
+    fi
+fi
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+stamp=.venv/.clipper-installed
+inputs=$(cat pyproject.toml frontend/pyproject.toml plugins/*/pyproject.toml tests/plugins/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$inputs" ]; then
+    echo "==> installing clipper packages into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+    pkgs=(-e '.[test]' -e ./frontend -e ./plugins/deployers)
+    for extra in tests/plugins/*/; do pkgs+=(-e "$extra"); done
+    .venv/bin/python -m pip install -q "${pkgs[@]}"
+    echo "$inputs" > "$stamp"
+fi

@@ -1,0 +1,106 @@
+"""Start a real query frontend process against a real Redis, and seed Redis the way the management API does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+import requests
+
+from clipper_core._redis_server import free_port, wait_for_port
+
+
+@dataclass
+class Frontend:
+    redis_port: int
+    port: int
+    rpc_port: int
+    proc: subprocess.Popen
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def db(self, n: int) -> redis.Redis:
+        return redis.Redis(port=self.redis_port, db=n, decode_responses=True)
+
+    def add_app(self, name: str, input_type: str = "doubles", default: str = "-1.0", slo_micros: int = 100000) -> None:
+        self.db(5).hset(
+            name,
+            mapping={
+                "input_type": input_type,
+                "policy": "DefaultOutputSelectionPolicy",
+                "default_output": default,
+                "latency_slo_micros": str(slo_micros),
+            },
+        )
+
+    def add_model(self, name: str, version: str, input_type: str = "doubles", batch_size: int = -1) -> None:
+        self.db(2).hset(
+            f"{name}:{version}",
+            mapping={
+                "model_name": name,
+                "model_version": version,
+                "input_type": input_type,
+                "labels": "",
+                "container_name": "test",
+                "model_data_path": "DEPRECATED",
+                "batch_size": str(batch_size),
+                "valid": "",
+                "load": "0.000000",
+            },
+        )
+        self.db(6).set(f"CURRENT_MODEL_VERSION:{name}", version)
+
+    def link(self, app: str, model: str) -> None:
+        self.db(7).sadd(app, model)
+
+    def predict(self, app: str, body: object, **kw: object) -> requests.Response:
+        return requests.post(f"{self.url}/{app}/predict", json=body, timeout=30, **kw)
+
+    def wait_until(self, cond, timeout: float = 10.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; frontend log:\n{self.log.read_text()[-3000:]}")
+
+    def wait_for_app(self, app: str) -> None:
+        def ready() -> bool:
+            return requests.post(f"{self.url}/{app}/predict", data=b"{}", timeout=5).status_code != 404
+
+        self.wait_until(ready, what=f"app {app} to be served")
+
+    def wait_for_replicas(self, n: int) -> None:
+        self.wait_until(lambda: requests.get(f"{self.url}/healthz", timeout=5).json()["replicas"] >= n, what=f"{n} replicas")
+
+
+@contextmanager
+def query_frontend(redis_port: int, tmp: Path, *extra: str) -> Iterator[Frontend]:
+    port, rpc_port = free_port(), free_port()
+    log = tmp / f"query-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clipper_frontend.query", "--port", str(port), "--rpc-port", str(rpc_port),
+             "--redis-port", str(redis_port), *extra],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        wait_for_port(port, timeout=20, proc=proc)
+        yield Frontend(redis_port, port, rpc_port, proc, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
