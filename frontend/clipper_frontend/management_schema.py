@@ -1,0 +1,178 @@
+"""Request-body parsing for the management API: the original's schema texts and ``json_util`` getters.
+
+Field access follows rapidjson's rules and messages (``JSON object does not have required key: k``,
+``Type mismatch! JSON key k expected type Stringbut found type Number``, with no space before "but", as the
+original). Integers must be JSON integers that fit in int32; a non-integer number also names the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from clipper_core.errors import ManagementError
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+# Schema texts, byte for byte as the original's (including their stray commas).
+ADD_APPLICATION_JSON_SCHEMA = """
+  {
+   "name" := string,
+   "input_type" := "integers" | "bytes" | "floats" | "doubles" | "strings",
+   "default_output" := string,
+   "latency_slo_micros" := int
+  }
+"""
+DELETE_APPLICATION_JSON_SCHEMA = """
+  {
+    "name" := string
+  }
+"""
+ADD_MODEL_LINKS_JSON_SCHEMA = """
+  {
+    "app_name" := string,
+    "model_names" := [string]
+  }
+"""
+DELETE_MODEL_LINKS_JSON_SCHEMA = """
+  {
+  "app_name" := string,
+  "model_names" := [string]
+  }
+"""
+GET_LINKED_MODELS_REQUESTS_SCHEMA = """
+  {
+    "app_name" := string
+  }
+"""
+VERBOSE_OPTION_JSON_SCHEMA = """
+  {
+    "verbose" := bool
+  }
+"""
+GET_APPLICATION_REQUESTS_SCHEMA = """
+  {
+    "name" := string
+  }
+"""
+GET_MODEL_REQUESTS_SCHEMA = """
+  {
+    "model_name" := string,
+    "model_version" := string
+  }
+"""
+GET_CONTAINER_REQUESTS_SCHEMA = """
+  {
+    "model_name" := string,
+    "model_version" := string,
+    "replica_id" := int
+  }
+"""
+ADD_MODEL_JSON_SCHEMA = """
+  {
+   "model_name" := string,
+   "model_version" := string,
+   "labels" := [string],
+   "input_type" := "integers" | "bytes" | "floats" | "doubles" | "strings",
+   "container_name" := string,
+   "model_data_path" := string
+  }
+"""
+DELETE_VERSIONED_MODEL_JSON_SCHEMA = """
+  {
+   "model_name" := string,
+   "model_version" := string,
+  }
+"""
+SET_VERSION_JSON_SCHEMA = DELETE_VERSIONED_MODEL_JSON_SCHEMA
+SELECTION_JSON_SCHEMA = """
+  {
+   "app_name" := string,
+   "uid" := int,
+  }
+"""
+
+
+class JsonRequestError(ManagementError):
+    """The request body is not valid JSON or does not match the endpoint's schema."""
+
+
+def json_type_name(value: Any) -> str:
+    """rapidjson's ``kTypeNames`` for a decoded value."""
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def parse_body(raw: bytes) -> Any:
+    """Decode a request body; the detail text follows rapidjson's ``JSON parse error: ... (offset N)``."""
+    if not raw.strip():
+        raise JsonRequestError(f"JSON parse error: The document is empty. (offset {len(raw)})\n")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise JsonRequestError(f"JSON parse error: {e.msg} (offset {e.pos})\n") from None
+
+
+class Body:
+    """Typed field access on a decoded request with the original's ``json_util`` messages."""
+
+    def __init__(self, doc: Any) -> None:
+        self.doc = doc
+
+    def _get(self, key: str) -> Any:
+        if not isinstance(self.doc, dict):
+            raise JsonRequestError("Can only get key-value pair from an object")
+        if key not in self.doc:
+            raise JsonRequestError(f"JSON object does not have required key: {key}")
+        return self.doc[key]
+
+    @staticmethod
+    def _mismatch(key: str, expected: str, value: Any) -> JsonRequestError:
+        return JsonRequestError(
+            f"Type mismatch! JSON key {key} expected type {expected}but found type {json_type_name(value)}"
+        )
+
+    def string(self, key: str) -> str:
+        value = self._get(key)
+        if not isinstance(value, str):
+            raise self._mismatch(key, "String", value)
+        return value
+
+    def int32(self, key: str) -> int:
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self._mismatch(key, "Number", value)
+        if not isinstance(value, int) or not INT32_MIN <= value <= INT32_MAX:
+            raise JsonRequestError(f"PredictionData of type Number is not of type int (JSON key {key}: {value})")
+        return value
+
+    def boolean(self, key: str) -> bool:
+        value = self._get(key)
+        if not isinstance(value, bool):
+            raise JsonRequestError(
+                f"Type mismatch! JSON key {key} expected type bool but found type {json_type_name(value)}"
+            )
+        return value
+
+    def string_array(self, key: str) -> list[str]:
+        value = self._get(key)
+        if not isinstance(value, list):
+            raise self._mismatch(key, "Array", value)
+        for elem in value:
+            if not isinstance(elem, str):
+                raise JsonRequestError(
+                    f"Array input of type {json_type_name(elem)} is not of type string (JSON key {key})"
+                )
+        return list(value)
