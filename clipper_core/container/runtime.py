@@ -1,0 +1,363 @@
+"""The replica side of RPC protocol v3: a synchronous ZeroMQ DEALER loop around one predict function.
+
+Session (as the original ``rpc.py``): connect, send a Heartbeat; answer RequestContainerMetadata with NewContainer
+(plus the optional status frame); wait for messages with a timeout of ``heartbeat_interval_s``; on a timeout send
+a heartbeat, and after ``activity_timeout_s`` without any message from the frontend replace the socket (a new
+connection gets a new routing identity, so the frontend sees a new replica).
+
+Differences from the original, on purpose:
+
+* a predict exception or a result that is not one output per input becomes one ``ERROR_PREFIX`` output per input
+  instead of killing the process (issue #541), and a model that failed to load keeps the replica connected and
+  answering errors, so the failure is visible to clients and to the frontend (status frame);
+* ``ZMQ_IMMEDIATE`` is set, so nothing is queued on a connection that is not up: heartbeats do not pile up while
+  the frontend is down (each would trigger a duplicate registration), and a response for a frontend that went
+  away is dropped instead of being delivered to its successor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import zmq
+
+from clipper_core.container.config import (
+    DEFAULT_ACTIVITY_TIMEOUT_S,
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    ContainerConfig,
+)
+from clipper_core.errors import InputDecodeError
+from clipper_core.input_types import BUILTIN_INPUT_TYPES, InputType, InputTypeRegistry, default_input_types
+from clipper_core.rpc import frames as rpc
+
+logger = logging.getLogger(__name__)
+
+PredictFunction = Callable[[Any], Any]
+
+#: Longest error explanation sent to clients (the full traceback goes to the log).
+MAX_ERROR_CHARS = 1000
+#: After the first predict traceback, at most one more is logged per this many seconds.
+ERROR_LOG_INTERVAL_S = 10.0
+
+
+_NOBLOCK = int(zmq.NOBLOCK)
+_NOBLOCK_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+
+
+class PredictionError(Exception):
+    """The predict function did not return one output per input (the original's exception name)."""
+
+
+class _Stop(BaseException):
+    """Raised from the SIGTERM/SIGINT handler to unwind the loop wherever it is blocked."""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"ValueError: boom"``, cut to :data:`MAX_ERROR_CHARS`."""
+    text = str(exc)
+    desc = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return desc if len(desc) <= MAX_ERROR_CHARS else desc[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def to_outputs(result: Any, n: int) -> list[str]:
+    """Check a predict result (a list, tuple or 1-D+ ndarray of ``n`` items) and convert every item with ``str``."""
+    if not isinstance(result, (list, tuple, np.ndarray)) or (isinstance(result, np.ndarray) and result.ndim == 0):
+        raise PredictionError(f"Model did not return a list (returned {type(result).__name__})")
+    if len(result) != n:
+        raise PredictionError(f"Expected model to return {n} outputs, found {len(result)} outputs")
+    return [o if type(o) is str else str(o) for o in result]
+
+
+def predict_method(model: Any, input_type: InputType) -> PredictFunction:
+    """The model's ``predict_<type>`` method (``predict_ints`` for integers, ...), else its ``predict``."""
+    for name in (input_type.name, *input_type.aliases):
+        method = getattr(model, f"predict_{name}", None)
+        if callable(method):
+            return method
+    method = getattr(model, "predict", None)
+    if callable(method):
+        return method
+    if callable(model):
+        return model
+    raise TypeError(f"{type(model).__name__} has no predict_{input_type.name} or predict method")
+
+
+_BUILTINS = InputTypeRegistry((it.name, it) for it in BUILTIN_INPUT_TYPES)
+
+
+def resolve_input_type(input_type: InputType | str) -> InputType:
+    """An :class:`InputType` from a name or alias (case-insensitive, like the original container).
+
+    The five built-in types resolve without loading the plugin manager (a replica should not depend on every
+    installed plugin importing cleanly); other names are looked up in :func:`default_input_types`.
+
+    :raises InputDecodeError: (a ``ValueError``) unknown name.
+    """
+    if isinstance(input_type, InputType):
+        return input_type
+    name = str(input_type).strip()
+    if name.lower() in _BUILTINS:
+        return _BUILTINS.parse(name, case_sensitive=False)
+    try:
+        registry = default_input_types()
+    except Exception as exc:  # noqa: BLE001 - any broken plugin
+        msg = f"input_type {name!r} is not a built-in type and the plugin input types failed to load: {exc}"
+        raise InputDecodeError(msg) from exc
+    return registry.parse(name, case_sensitive=False)
+
+
+class ContainerRuntime:
+    """One replica's RPC loop.
+
+    :param predict: called once per batch with ``input_type.decode_batch(payloads)``; ``None`` when the model
+        failed to load (then ``load_error`` must say why).
+    :param ready_file: written with ``READY`` before serving (not when the model failed to load), removed on exit.
+    """
+
+    def __init__(
+        self,
+        predict: PredictFunction | None,
+        *,
+        model_name: str,
+        model_version: str,
+        input_type: InputType | str = "doubles",
+        ip: str = "127.0.0.1",
+        port: int = 7000,
+        load_error: str | None = None,
+        ready_file: str | None = None,
+        heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
+        activity_timeout_s: float = DEFAULT_ACTIVITY_TIMEOUT_S,
+    ) -> None:
+        if predict is None and load_error is None:
+            load_error = "no predict function"
+        self.predict = predict
+        self.load_error = load_error
+        self.model_name = model_name
+        self.model_version = str(model_version)
+        self.input_type = resolve_input_type(input_type)
+        self.ip = ip
+        self.port = int(port)
+        self.ready_file = ready_file
+        self.heartbeat_interval_s = float(heartbeat_interval_s)
+        self.activity_timeout_s = float(activity_timeout_s)
+        self._stopping = threading.Event()
+        self._last_error_log = -float("inf")
+        self._suppressed_errors = 0
+        self.pid = os.getpid()
+        self._new_container = rpc.new_container(model_name, self.model_version, self.input_type.code, self.status())
+
+    @classmethod
+    def from_config(
+        cls, config: ContainerConfig, predict: PredictFunction | None, load_error: str | None = None
+    ) -> ContainerRuntime:
+        return cls(
+            predict,
+            model_name=config.model_name,
+            model_version=config.model_version,
+            input_type=config.input_type,
+            ip=config.ip,
+            port=config.port,
+            load_error=load_error,
+            ready_file=config.ready_file,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+            activity_timeout_s=config.activity_timeout_s,
+        )
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"tcp://{host}:{self.port}"
+
+    def status(self) -> dict[str, object]:
+        """The JSON object of NewContainer's optional sixth frame."""
+        if self.load_error is not None:
+            return {"status": "error", "error": self.load_error, "pid": self.pid}
+        return {"status": "ready", "pid": self.pid}
+
+    # ------------------------------------------------------------------ predictions
+
+    def handle_batch(self, input_type_code: int, payloads: Sequence[bytes]) -> list[str]:
+        """One output per input: predictions, or ``ERROR_PREFIX`` strings explaining why there are none."""
+        n = len(payloads)
+        if n == 0:
+            return []
+        if self.predict is None:
+            return [rpc.ERROR_PREFIX + f"model failed to load: {self.load_error}"] * n
+        if input_type_code != self.input_type.code:
+            it = self.input_type
+            msg = f"input type code {input_type_code} does not match this model's {it.name} ({it.code})"
+            logger.error("Rejecting a batch: %s", msg)
+            return [rpc.ERROR_PREFIX + f"PredictionError: {msg}"] * n
+        try:
+            batch = self.input_type.decode_batch(payloads)
+            return to_outputs(self.predict(batch), n)
+        except Exception as exc:  # noqa: BLE001 - a model error must never end the replica
+            self._log_predict_error(exc, n)
+            return [rpc.ERROR_PREFIX + describe_exception(exc)] * n
+
+    def _log_predict_error(self, exc: BaseException, n: int) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log < ERROR_LOG_INTERVAL_S:
+            self._suppressed_errors += 1
+            return
+        suppressed, self._suppressed_errors, self._last_error_log = self._suppressed_errors, 0, now
+        more = f" ({suppressed} more failed batches not logged)" if suppressed else ""
+        logger.error("Prediction failed for a batch of %d inputs%s", n, more, exc_info=exc)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return (seen within one heartbeat interval); signal handlers stop at once."""
+        self._stopping.set()
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """SIGTERM and SIGINT stop :meth:`run` wherever it is blocked; returns the previous handlers."""
+
+        def handler(signum: int, frame: object) -> None:
+            if self._stopping.is_set():
+                return
+            self._stopping.set()
+            raise _Stop
+
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def run(self, handle_signals: bool = False) -> None:
+        """Serve until :meth:`stop`, or SIGTERM/SIGINT when ``handle_signals`` (main thread only)."""
+        context = zmq.Context()
+        sock: zmq.Socket | None = None
+        previous: dict[int, Any] = {}
+        try:
+            if handle_signals:
+                previous = self._install_signal_handlers()
+            if self.load_error is None:
+                self._write_ready_file()
+            self._log_start()
+            while not self._stopping.is_set():
+                sock = self._connect(context)
+                self._session(sock)
+                sock.close(linger=0)
+                sock = None
+        except _Stop:
+            pass
+        finally:
+            if sock is not None:
+                sock.close(linger=0)
+            context.term()
+            self._remove_ready_file()
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+            logger.info("Replica of %s:%s stopped", self.model_name, self.model_version)
+
+    def _log_start(self) -> None:
+        logger.info(
+            "Serving %s:%s (%s inputs) for %s%s",
+            self.model_name,
+            self.model_version,
+            self.input_type.name,
+            self.address,
+            "" if self.load_error is None else f"; model failed to load: {self.load_error}",
+        )
+
+    def _connect(self, context: zmq.Context) -> zmq.Socket:
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        timeout_ms = max(1, int(self.heartbeat_interval_s * 1000))
+        sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+        sock.setsockopt(zmq.SNDTIMEO, timeout_ms)  # heartbeats wait this long for the connection to come up
+        if ":" in self.ip:
+            sock.setsockopt(zmq.IPV6, 1)
+        sock.connect(self.address)
+        return sock
+
+    def _session(self, sock: zmq.Socket) -> None:
+        """Serve one socket until the activity timeout (then the caller reconnects) or a stop request."""
+        last_activity = time.monotonic()
+        need_heartbeat = True
+        heartbeat = rpc.heartbeat_to_frontend()
+        while not self._stopping.is_set():
+            if need_heartbeat:
+                try:
+                    sock.send_multipart(heartbeat)  # blocks until connected, at most one interval
+                    need_heartbeat = False
+                except zmq.Again:
+                    pass
+                if need_heartbeat:
+                    if time.monotonic() - last_activity >= self.activity_timeout_s:
+                        logger.warning("Cannot reach the frontend at %s; reconnecting", self.address)
+                        return
+                    continue
+            try:
+                frames = sock.recv_multipart()
+            except zmq.Again:
+                if time.monotonic() - last_activity >= self.activity_timeout_s:
+                    logger.warning(
+                        "No message from the frontend at %s for %.1f s; reconnecting with a new socket",
+                        self.address,
+                        self.activity_timeout_s,
+                    )
+                    return
+                need_heartbeat = True
+                continue
+            self._dispatch(sock, frames)
+            # Measured from the end of the handling, so a model slower than the timeout does not cause a reconnect.
+            last_activity = time.monotonic()
+
+    def _dispatch(self, sock: zmq.Socket, frames: list[bytes]) -> None:
+        try:
+            msg = rpc.parse_frontend_message(frames)
+        except (rpc.ProtocolError, IndexError, ValueError, struct.error) as exc:
+            logger.error("Ignoring a malformed message from the frontend: %s", exc)
+            return
+        if isinstance(msg, rpc.PredictRequest):
+            outputs = self.handle_batch(msg.input_type_code, msg.inputs)
+            try:
+                reply = rpc.prediction_response(msg.msg_id_frame, outputs)
+            except UnicodeEncodeError as exc:  # e.g. lone surrogates in an output string
+                self._log_predict_error(exc, len(outputs))
+                error = rpc.ERROR_PREFIX + "PredictionError: output is not valid UTF-8: " + describe_exception(exc)
+                reply = rpc.prediction_response(msg.msg_id_frame, [error] * len(outputs))
+            self._send(sock, reply, "prediction response")
+        elif msg.request_metadata:
+            self._send(sock, self._new_container, "container metadata")
+            logger.info("Sent container metadata for %s:%s", self.model_name, self.model_version)
+
+    @staticmethod
+    def _send(sock: zmq.Socket, frames: list[bytes], what: str) -> None:
+        """Send without blocking. Plain-int flags: pyzmq's ``send_multipart`` ORs enum flags once per frame,
+        which costs more than the send itself for a small response. ZeroMQ delivers a multipart message
+        atomically, so only the first part can fail with EAGAIN."""
+        last = len(frames) - 1
+        try:
+            for i, frame in enumerate(frames):
+                sock.send(frame, _NOBLOCK_MORE if i < last else _NOBLOCK)
+        except zmq.Again:
+            # With ZMQ_IMMEDIATE this means the frontend that asked is gone: its successor must not get the reply.
+            logger.warning("Dropped a %s: the frontend connection is down", what)
+
+    # ------------------------------------------------------------------ readiness file
+
+    def _write_ready_file(self) -> None:
+        if not self.ready_file:
+            return
+        try:
+            with open(self.ready_file, "w") as f:
+                f.write("READY")
+        except OSError as exc:
+            logger.warning("Cannot write the readiness file %s: %s", self.ready_file, exc)
+
+    def _remove_ready_file(self) -> None:
+        if not self.ready_file or self.load_error is not None:
+            return
+        try:
+            os.unlink(self.ready_file)
+        except OSError:
+            pass
