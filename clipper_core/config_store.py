@@ -6,7 +6,7 @@
 | 2  | models | ``<name>:<version>`` | hash (model_name, model_version, load, input_type, labels, container_name, model_data_path, batch_size, valid) |
 | 3  | replicas | ``<name>,<version>,<replica_id>`` | hash (model_id, model_name, model_version, model_replica_id, zmq_connection_id, batch_size, input_type, status, error, frontend) |
 | 5  | applications | ``<app>`` | hash (input_type, policy, default_output, latency_slo_micros) |
-| 6  | metadata | ``CURRENT_MODEL_VERSION:<name>``, ``REPLICA_ID_COUNTER:<name>:<version>`` | strings |
+| 6  | metadata | ``CURRENT_MODEL_VERSION:<name>``, ``REPLICA_ID_COUNTER:<name>:<version>``, ``CONFIG_EPOCH`` | strings |
 | 7  | app -> model links | ``<app>`` | set of model names |
 | 8  | local cluster deployments (extension) | ``<name>:<version>`` | hash (image, input_type, num_replicas) |
 
@@ -35,6 +35,7 @@ LOCAL_DEPLOYMENT_DB = 8
 DEFAULT_POLICY = "DefaultOutputSelectionPolicy"
 CURRENT_VERSION_PREFIX = "CURRENT_MODEL_VERSION:"
 REPLICA_COUNTER_PREFIX = "REPLICA_ID_COUNTER:"
+CONFIG_EPOCH_KEY = "CONFIG_EPOCH"  # bumped after every management mutation (read-your-writes for clients)
 NO_CONTAINER = "NO_CONTAINER"
 PROHIBITED_CHARS = (",", ":")
 
@@ -228,6 +229,15 @@ class ConfigStore:
 
     async def delete_container(self, name: str, version: str, replica_id: int | str) -> None:
         await self.db(CONTAINER_DB).delete(container_key(name, version, replica_id))
+
+    # -- configuration epoch --------------------------------------------------------------------------
+
+    async def bump_epoch(self) -> int:
+        return int(await self.db(METADATA_DB).incr(CONFIG_EPOCH_KEY))
+
+    async def get_epoch(self) -> int:
+        raw = await self.db(METADATA_DB).get(CONFIG_EPOCH_KEY)
+        return int(raw) if raw is not None else 0
 
     # -- selection state -----------------------------------------------------------------------------
 

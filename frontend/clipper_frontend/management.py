@@ -35,6 +35,7 @@ from clipper_frontend.management_ops import ManagementOps
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/json"
+EPOCH_HEADER = "X-Clipper-Config-Epoch"
 # get_linked_models and delete_versioned_model are prefix matches in the original (their regexes lack the "$").
 _PREFIX_ROUTES = ("get_linked_models", "delete_versioned_model")
 
@@ -73,12 +74,14 @@ class AdminHandler(_JsonErrorsMixin):
 
     async def post(self, endpoint: str) -> None:
         try:
-            result = await self.ops.call(endpoint, self.request.body)
+            result, epoch = await self.ops.call_with_epoch(endpoint, self.request.body)
         except ClipperException as e:
             logger.info("%s refused: %s", endpoint, e.msg)
             self.set_status(e.status_code)
             self.finish(e.msg.encode("utf-8"))
             return
+        if epoch is not None:
+            self.set_header(EPOCH_HEADER, str(epoch))
         if isinstance(result, str):
             self.finish(result.encode("utf-8"))
         else:

@@ -142,13 +142,23 @@ class ManagementOps:
 
     async def call(self, endpoint: str, raw: bytes) -> Result:
         """Run one endpoint; JSON errors come back wrapped as the original's ``json_error_msg``."""
+        result, _ = await self.call_with_epoch(endpoint, raw)
+        return result
+
+    async def call_with_epoch(self, endpoint: str, raw: bytes) -> tuple[Result, int | None]:
+        """Like :meth:`call`; a successful mutation also returns the configuration epoch it produced.
+
+        Query frontends report the epoch they have applied in ``/healthz``, so a client can wait until its own
+        change is being served (read-your-writes).
+        """
         op, schema = self._endpoints[endpoint]
         try:
             doc = Body(parse_body(raw))
             if endpoint in MUTATIONS:
                 async with self._lock:  # check-then-write sequences must not interleave
-                    return await op(doc)
-            return await op(doc)
+                    result = await op(doc)
+                    return result, await self.store.bump_epoch()
+            return await op(doc), None
         except JsonRequestError as e:
             raise JsonRequestError(f"Error parsing JSON: {e.msg}. Expected JSON schema: {schema}") from None
 

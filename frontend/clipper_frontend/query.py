@@ -80,7 +80,11 @@ class HealthHandler(_Base):
 
     def get(self) -> None:
         replicas = len(self.rpc.replicas) if self.rpc is not None else 0
-        self.finish(orjson.dumps({"status": "ok", "apps": len(self.view.apps), "replicas": replicas}))
+        self.finish(
+            orjson.dumps(
+                {"status": "ok", "apps": len(self.view.apps), "replicas": replicas, "config_epoch": self.view.epoch}
+            )
+        )
 
 
 class NotFoundHandler(_Base):

@@ -16,6 +16,7 @@ import orjson
 from clipper_core.config_store import (
     APP_MODEL_LINKS_DB,
     APPLICATION_DB,
+    CONFIG_EPOCH_KEY,
     CURRENT_VERSION_PREFIX,
     METADATA_DB,
     MODEL_DB,
@@ -68,6 +69,8 @@ class ClusterView:
         self.links: dict[str, list[str]] = {}
         self.models: dict[tuple[str, str], ModelInfo] = {}
         self.current_versions: dict[str, str] = {}
+        #: the management epoch whose changes this view has applied (notifications arrive in order)
+        self.epoch = 0
         self.on_model_removed: list[Callable[[str, str], None]] = []
         self.on_model_changed: list[Callable[[ModelInfo], None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -94,12 +97,14 @@ class ClusterView:
             await self._pubsub.aclose()
 
     async def reload_all(self) -> None:
+        epoch = await self.store.get_epoch()
         for name, version in await self.store.list_models():
             await self._reload_model(name, version)
         self.current_versions = await self.store.all_current_versions()
         for app in await self.store.list_applications():
             await self._reload_links(app)
             await self._reload_app(app)
+        self.epoch = max(self.epoch, epoch)
 
     async def _listen(self) -> None:
         while True:
@@ -126,6 +131,8 @@ class ClusterView:
             await self._reload_app(key)
         elif db == APP_MODEL_LINKS_DB:
             await self._reload_links(key)
+        elif db == METADATA_DB and key == CONFIG_EPOCH_KEY:
+            self.epoch = max(self.epoch, await self.store.get_epoch())
         elif db == METADATA_DB and key.startswith(CURRENT_VERSION_PREFIX):
             name = key[len(CURRENT_VERSION_PREFIX) :]
             version = await self.store.get_current_version(name)

@@ -1,0 +1,274 @@
+"""On-disk state of a local cluster, shared by :mod:`clipper_core.local` and :mod:`clipper_core.local_supervisor`.
+
+Layout (``CLUSTER_DIR = $CLIPPER_HOME/clusters/<cluster_name>``, see docs/architecture.md):
+``cluster.json``, ``processes.json``, ``logs/``, ``models/<name>/<version>/``, ``venvs/<name>-<version>/``, ``run/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from clipper_core.errors import ClipperException
+
+logger = logging.getLogger(__name__)
+
+IMAGE_PREFIX = "local:"
+ENV_CLUSTER_DIR = "CLIPPER_CLUSTER_DIR"  # set on every process the supervisor starts, to recognise them later
+SUPERVISOR_MODULE = "clipper_core.local_supervisor"
+# Command-line fragments of the processes a local cluster runs (fallback when the environment cannot be read).
+PROCESS_MARKERS = ("clipper_core.local_supervisor", "clipper_frontend.", "clipper_core.container", "redis-server")
+
+_IMAGE_RE = re.compile(r"^local:(?P<cluster>[^/:]+)/(?P<name>[^/:]+):(?P<version>[^/:]+)$")
+_SAFE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def clipper_home() -> Path:
+    """``$CLIPPER_HOME`` (made absolute, symlinks kept), defaulting to ``~/.clipper``."""
+    return Path(os.path.abspath(os.environ.get("CLIPPER_HOME") or Path.home() / ".clipper"))
+
+
+def check_path_component(value: str, what: str) -> str:
+    """Reject names that cannot safely be used as one directory name."""
+    value = str(value)
+    if not _SAFE_RE.match(value) or ".." in value:
+        msg = f"Invalid {what} {value!r}: use letters, digits, '-', '_', '.' or '+' (and no '..')"
+        raise ClipperException(msg)
+    return value
+
+
+@dataclass(frozen=True)
+class ClusterPaths:
+    """Every path of one local cluster."""
+
+    root: Path
+
+    @classmethod
+    def for_cluster(cls, cluster_name: str) -> ClusterPaths:
+        return cls(clipper_home() / "clusters" / check_path_component(cluster_name, "cluster name"))
+
+    @property
+    def cluster_json(self) -> Path:
+        return self.root / "cluster.json"
+
+    @property
+    def processes_json(self) -> Path:
+        return self.root / "processes.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def venvs(self) -> Path:
+        return self.root / "venvs"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    def model_dir(self, name: str, version: str) -> Path:
+        return self.models / name / version
+
+    def venv_dir(self, name: str, version: str) -> Path:
+        return self.venvs / f"{name}-{version}"
+
+    def replica_log(self, name: str, version: str, slot: int) -> Path:
+        return self.logs / f"{name}_{version}-{slot}.log"
+
+    def ready_file(self, name: str, version: str, slot: int) -> Path:
+        return self.run / f"{name}_{version}-{slot}.ready"
+
+    def make_dirs(self) -> None:
+        for path in (self.root, self.logs, self.models, self.venvs, self.run):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+# -- images ------------------------------------------------------------------------------------------
+
+
+def image_ref(cluster: str, name: str, version: str) -> str:
+    return f"{IMAGE_PREFIX}{cluster}/{name}:{version}"
+
+
+def parse_image_ref(image: str) -> tuple[str, str, str] | None:
+    """``local:<cluster>/<name>:<version>`` -> ``(cluster, name, version)``, or ``None`` for other references."""
+    match = _IMAGE_RE.match(str(image))
+    if match is None:
+        return None
+    return match.group("cluster"), match.group("name"), match.group("version")
+
+
+def image_model_dir(image: str) -> Path | None:
+    """The model-store directory an image reference points at (whether or not it exists)."""
+    parsed = parse_image_ref(image)
+    if parsed is None:
+        return None
+    cluster, name, version = parsed
+    try:
+        return ClusterPaths.for_cluster(cluster).model_dir(name, version)
+    except ClipperException:
+        return None
+
+
+# -- JSON files --------------------------------------------------------------------------------------
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or ``None`` when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to a temporary file next to ``path`` and rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a text file ('' when missing)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+# -- processes ---------------------------------------------------------------------------------------
+
+
+def _process(pid: int | None) -> psutil.Process | None:
+    if not pid:
+        return None
+    try:
+        proc = psutil.Process(int(pid))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.Error, ValueError):
+        return None
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether ``pid`` is a live (non-zombie) process."""
+    return _process(pid) is not None
+
+
+def is_supervisor(pid: int | None, root: Path) -> bool:
+    """Whether ``pid`` is the live supervisor of the cluster in ``root`` (guards against pid reuse)."""
+    proc = _process(pid)
+    if proc is None:
+        return False
+    try:
+        cmdline = proc.cmdline()
+    except psutil.Error:
+        return False
+    return SUPERVISOR_MODULE in cmdline and str(root) in cmdline
+
+
+def looks_like_ours(pid: int | None, root: Path) -> bool:
+    """Whether ``pid`` is a live process the supervisor of ``root`` started (or the supervisor itself)."""
+    proc = _process(pid)
+    if proc is None:
+        return False
+    try:
+        if proc.environ().get(ENV_CLUSTER_DIR) == str(root):
+            return True
+    except psutil.Error:
+        pass
+    try:
+        cmdline = " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+    return any(marker in cmdline for marker in PROCESS_MARKERS)
+
+
+def signal_pid(pid: int, sig: int) -> bool:
+    """Send ``sig`` to ``pid``; ``False`` when it no longer exists."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        logger.warning("not allowed to signal pid %s", pid)
+        return False
+    return True
+
+
+def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
+    """Poll until none of ``pids`` is alive or ``timeout`` passes; return those still alive."""
+    remaining = [p for p in pids if p]
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = [p for p in remaining if pid_alive(p)]
+        if not remaining or time.monotonic() >= deadline:
+            return remaining
+        time.sleep(0.05)
+
+
+def kill_ours(pids: Iterable[int], root: Path, graceful: bool = True, timeout: float = 5.0) -> None:
+    """Terminate (then kill) every pid that still belongs to the cluster in ``root``."""
+    ours = [p for p in set(pids) if p and p != os.getpid() and looks_like_ours(p, root)]
+    if not ours:
+        return
+    for pid in ours:
+        signal_pid(pid, signal.SIGTERM if graceful else signal.SIGKILL)
+    left = wait_gone(ours, timeout if graceful else 2.0)
+    for pid in left:
+        logger.warning("pid %s did not exit; killing it", pid)
+        signal_pid(pid, signal.SIGKILL)
+    wait_gone(left, 2.0)
+
+
+def group_members(pgid: int, root: Path) -> list[int]:
+    """Live processes in process group ``pgid`` that belong to the cluster in ``root``."""
+    out = []
+    for proc in psutil.process_iter(["pid"]):
+        pid = proc.info["pid"]
+        if pid == os.getpid():
+            continue
+        try:
+            if os.getpgid(pid) != pgid:
+                continue
+        except OSError:
+            continue
+        if looks_like_ours(pid, root):
+            out.append(pid)
+    return out
+
+
+def recorded_pids(processes: dict[str, Any] | None) -> list[int]:
+    """Every pid listed in a ``processes.json`` document."""
+    if not processes:
+        return []
+    pids = [processes.get(key) for key in ("supervisor", "redis", "management", "query")]
+    for entries in (processes.get("replicas") or {}).values():
+        pids.extend(entry.get("pid") for entry in entries)
+    return [int(p) for p in pids if p]

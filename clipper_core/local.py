@@ -1,0 +1,407 @@
+"""``LocalContainerManager``: a Clipper cluster made of local processes, owned by a detached supervisor.
+
+See docs/architecture.md, "The local cluster". The manager itself only writes ``cluster.json``, starts
+``python -m clipper_core.local_supervisor CLUSTER_DIR`` and talks to it through Redis DB 8 (desired replicas)
+and ``processes.json`` (live pids).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import redis
+
+from clipper_core._local_build import build_local_model
+from clipper_core._local_lifecycle import accepts, check_ports, clear_stale, stop_cluster, wait_until_up
+from clipper_core._local_state import (
+    ClusterPaths,
+    image_model_dir,
+    is_supervisor,
+    parse_image_ref,
+    read_json,
+    tail,
+    write_json_atomic,
+)
+from clipper_core.config_store import LOCAL_DEPLOYMENT_DB, model_key
+from clipper_core.container_manager import ContainerManager
+from clipper_core.errors import ClipperException
+from clipper_core.hookspecs import hookimpl
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE_SIZE = 33554432
+START_TIMEOUT = 60.0
+DEPLOY_TIMEOUT = 60.0
+
+
+class LocalContainerManager(ContainerManager):
+    """Runs Redis, both frontends and every model replica as local processes under one supervisor."""
+
+    PLUGIN_NAME: ClassVar[str] = "local"
+
+    def __init__(
+        self,
+        cluster_name: str = "default",
+        clipper_query_port: int = 1337,
+        clipper_management_port: int = 1338,
+        clipper_rpc_port: int = 7000,
+        redis_ip: str | None = None,
+        redis_port: int = 6379,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.cluster_name = cluster_name
+        self.cluster_identifier = cluster_name
+        self.paths = ClusterPaths.for_cluster(cluster_name)
+        self.clipper_query_port = int(clipper_query_port)
+        self.clipper_management_port = int(clipper_management_port)
+        self.clipper_rpc_port = int(clipper_rpc_port)
+        self.redis_ip = redis_ip
+        self.redis_port = int(redis_port)
+        self.host = host
+        self.start_timeout = START_TIMEOUT
+        self.deploy_timeout = DEPLOY_TIMEOUT
+        self._supervisor_proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def cluster_dir(self) -> Path:
+        """Where this cluster keeps its state, logs and model store."""
+        return self.paths.root
+
+    # -- addresses -----------------------------------------------------------------------------------
+
+    @property
+    def _connect_host(self) -> str:
+        return "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+
+    @property
+    def _redis_host(self) -> str:
+        return self.redis_ip or "127.0.0.1"
+
+    def get_admin_addr(self) -> str:
+        return f"{self._connect_host}:{self.clipper_management_port}"
+
+    def get_query_addr(self) -> str:
+        return f"{self._connect_host}:{self.clipper_query_port}"
+
+    def get_metric_addr(self) -> str:
+        return self.get_query_addr()  # /metrics is served by the query frontend
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def _cluster_config(self) -> dict[str, Any] | None:
+        return read_json(self.paths.cluster_json)
+
+    def _processes(self) -> dict[str, Any]:
+        return read_json(self.paths.processes_json) or {}
+
+    def _supervisor_pid(self) -> int | None:
+        config = self._cluster_config() or {}
+        pid = config.get("supervisor_pid")
+        return int(pid) if pid and is_supervisor(pid, self.paths.root) else None
+
+    def _redis(self, timeout: float = 5.0) -> redis.Redis:
+        return redis.Redis(
+            host=self._redis_host,
+            port=self.redis_port,
+            db=LOCAL_DEPLOYMENT_DB,
+            socket_connect_timeout=timeout,
+            socket_timeout=2 * timeout,
+        )
+
+    def is_running(self) -> bool:
+        return self._supervisor_pid() is not None
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        processes = self._processes()
+        info.update(
+            {
+                "running": self.is_running(),
+                "cluster_dir": str(self.paths.root),
+                "rpc_port": self.clipper_rpc_port,
+                "redis": f"{self._redis_host}:{self.redis_port}",
+                "external_redis": bool(self.redis_ip),
+                "metric": self.get_metric_addr(),
+                "pids": {
+                    "supervisor": processes.get("supervisor"),
+                    "redis": processes.get("redis"),
+                    "management": processes.get("management"),
+                    "query": processes.get("query"),
+                    "replicas": {k: [e["pid"] for e in v] for k, v in (processes.get("replicas") or {}).items()},
+                },
+            }
+        )
+        return info
+
+    def replica_pids(self, name: str, version: str) -> list[int]:
+        """Pids of the live replica processes of a model version, by slot (replicas being stopped excluded)."""
+        entries = (self._processes().get("replicas") or {}).get(model_key(name, str(version)), [])
+        live = [e for e in entries if e.get("pid") and not e.get("stopping")]
+        return [int(e["pid"]) for e in sorted(live, key=lambda e: e.get("slot", 0))]
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def start_clipper(
+        self,
+        query_frontend_image: str = "",
+        mgmt_frontend_image: str = "",
+        frontend_exporter_image: str = "",
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        qf_http_thread_pool_size: int = 1,
+        qf_http_timeout_request: int = 5,
+        qf_http_timeout_content: int = 300,
+        num_frontend_replicas: int = 1,
+    ) -> None:
+        if num_frontend_replicas != 1:
+            msg = "The local container manager runs exactly one query frontend (num_frontend_replicas must be 1)"
+            raise ClipperException(msg)
+        if self.is_running():
+            msg = (
+                f"Cluster {self.cluster_name} cannot be started because it already exists. "
+                "Please use ClipperConnection.connect() to connect to it."
+            )
+            raise ClipperException(msg)
+        clear_stale(self.paths)
+        self._check_ports()
+        self.paths.make_dirs()
+        config = {
+            "cluster_name": self.cluster_name,
+            "host": self.host,
+            "query_port": self.clipper_query_port,
+            "management_port": self.clipper_management_port,
+            "rpc_port": self.clipper_rpc_port,
+            "redis_ip": self.redis_ip,
+            "redis_port": self.redis_port,
+            "cache_size": int(cache_size),
+            "python": sys.executable,
+            "supervisor_pid": None,
+            "state": "starting",
+            "started_at": time.time(),
+        }
+        write_json_atomic(self.paths.cluster_json, config)
+        with open(self.paths.logs / "supervisor.log", "ab") as log:
+            self._supervisor_proc = subprocess.Popen(
+                [sys.executable, "-m", "clipper_core.local_supervisor", str(self.paths.root)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.paths.root,
+                start_new_session=True,
+            )
+        config.update(supervisor_pid=self._supervisor_proc.pid, state="running")
+        write_json_atomic(self.paths.cluster_json, config)
+        logger.info("started supervisor %s for cluster %s", self._supervisor_proc.pid, self.cluster_name)
+        try:
+            self._wait_until_up()
+        except BaseException:  # also on Ctrl-C: do not leave a half-started cluster behind
+            self.stop_all(graceful=True)
+            raise
+        logger.info(
+            "Clipper cluster %s is running (query %s, admin %s)",
+            self.cluster_name,
+            self.get_query_addr(),
+            self.get_admin_addr(),
+        )
+
+    def _check_ports(self) -> None:
+        wanted = [
+            (self.clipper_query_port, "the query frontend (clipper_query_port)", self.host),
+            (self.clipper_management_port, "the management frontend (clipper_management_port)", self.host),
+            (self.clipper_rpc_port, "model container RPC (clipper_rpc_port)", self.host),
+        ]
+        if not self.redis_ip:
+            wanted.append((self.redis_port, "Redis (redis_port)", "127.0.0.1"))
+        check_ports(self.cluster_name, wanted)
+
+    def _wait_until_up(self) -> None:
+        checks: list[tuple[str, Callable[[], bool]]] = [
+            ("redis", self._redis_ping),
+            ("management", lambda: accepts(self._connect_host, self.clipper_management_port)),
+            ("query", lambda: accepts(self._connect_host, self.clipper_query_port)),
+        ]
+        wait_until_up(self.paths, self.cluster_name, checks, self._supervisor_proc, self.start_timeout)
+
+    def _redis_ping(self) -> bool:
+        client = self._redis(0.5)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def connect(self) -> None:
+        config = self._cluster_config()
+        if config is None or not is_supervisor(config.get("supervisor_pid"), self.paths.root):
+            msg = (
+                f"Clipper cluster '{self.cluster_name}' is not running (no live supervisor for {self.paths.root}). "
+                "Start it with ClipperConnection(LocalContainerManager(...)).start_clipper() "
+                f"or `clipper start --cluster-name {self.cluster_name}`."
+            )
+            raise ClipperException(msg)
+        self.host = config.get("host", self.host)
+        self.clipper_query_port = int(config["query_port"])
+        self.clipper_management_port = int(config["management_port"])
+        self.clipper_rpc_port = int(config["rpc_port"])
+        self.redis_ip = config.get("redis_ip")
+        self.redis_port = int(config["redis_port"])
+        logger.info("connected to local cluster %s (query %s)", self.cluster_name, self.get_query_addr())
+
+    def stop_all(self, graceful: bool = True) -> None:
+        config = self._cluster_config() or {}
+        sup = config.get("supervisor_pid")
+        if config.get("redis_ip") and is_supervisor(sup, self.paths.root):
+            try:  # an external Redis outlives the cluster: forget its desired replicas, as stopped containers would
+                self._clear_desired(timeout=1.0)
+            except (redis.RedisError, ClipperException) as exc:
+                logger.warning("could not clear the desired replicas in the external Redis: %s", exc)
+        stop_cluster(self.paths, config, self._supervisor_proc, graceful)
+        if config:
+            config.update(supervisor_pid=None, state="stopped", stopped_at=time.time())
+            write_json_atomic(self.paths.cluster_json, config)
+        self._supervisor_proc = None
+        logger.info("stopped local cluster %s", self.cluster_name)
+
+    # -- models --------------------------------------------------------------------------------------
+
+    def build_model(
+        self,
+        name: str,
+        version: str,
+        model_data_path: str,
+        base_image: str,
+        container_registry: str | None = None,
+        pkgs_to_install: list[str] | None = None,
+    ) -> str:
+        return build_local_model(
+            self.paths,
+            self.cluster_name,
+            name,
+            str(version),
+            model_data_path,
+            base_image,
+            container_registry,
+            pkgs_to_install,
+        )
+
+    def _require_running(self) -> None:
+        if not self.is_running():
+            msg = (
+                f"Clipper cluster '{self.cluster_name}' is not running. "
+                "Start it with start_clipper() or connect to a running cluster."
+            )
+            raise ClipperException(msg)
+
+    def _check_image(self, image: str) -> None:
+        model_dir = image_model_dir(image)
+        if model_dir is None or not (model_dir / "build.json").is_file():
+            msg = (
+                f"Image {image} not found in the local model store of cluster {self.cluster_name}; "
+                "build it with build_model"
+            )
+            raise ClipperException(msg)
+
+    def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> None:
+        self.set_num_replicas(name, version, input_type, image, num_replicas)
+
+    def set_num_replicas(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> None:
+        version = str(version)
+        num_replicas = int(num_replicas)
+        if num_replicas < 0:
+            msg = f"num_replicas must be >= 0, got {num_replicas}"
+            raise ClipperException(msg)
+        self._check_image(image)
+        self._require_running()
+        client = self._redis()
+        try:
+            client.hset(
+                model_key(name, version),
+                mapping={"image": image, "input_type": input_type, "num_replicas": str(num_replicas)},
+            )
+        finally:
+            client.close()
+        self._wait_for_replicas({model_key(name, version): num_replicas})
+
+    def get_num_replicas(self, name: str, version: str) -> int:
+        return len(self.replica_pids(name, version))
+
+    def stop_models(self, models: dict[str, list[str]]) -> None:
+        keys = [model_key(name, str(v)) for name, versions in models.items() for v in versions]
+        if not keys or not self.is_running():
+            return
+        client = self._redis()
+        try:
+            client.delete(*keys)
+        finally:
+            client.close()
+        self._wait_for_replicas(dict.fromkeys(keys, 0))
+
+    def stop_all_model_containers(self) -> None:
+        if not self.is_running():
+            return
+        self._clear_desired()
+        deadline = time.monotonic() + self.deploy_timeout
+        while self._processes().get("replicas"):
+            if time.monotonic() >= deadline or not self.is_running():
+                msg = f"Model replicas of cluster {self.cluster_name} did not stop within {self.deploy_timeout:.0f} s"
+                raise ClipperException(msg)
+            time.sleep(0.1)
+
+    def _clear_desired(self, timeout: float = 5.0) -> None:
+        client = self._redis(timeout)
+        try:
+            keys = list(client.scan_iter(count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+    def _wait_for_replicas(self, wanted: dict[str, int]) -> None:
+        deadline = time.monotonic() + self.deploy_timeout
+        while True:
+            replicas = self._processes().get("replicas") or {}
+            live = {key: len(replicas.get(key, [])) for key in wanted}
+            if live == wanted:
+                return
+            if not self.is_running():
+                msg = f"Clipper cluster '{self.cluster_name}' stopped while waiting for model replicas"
+                raise ClipperException(msg)
+            if time.monotonic() >= deadline:
+                key = next(k for k in wanted if live[k] != wanted[k])
+                name, _, version = key.partition(":")
+                log = self.paths.replica_log(name, version, 0)
+                msg = (
+                    f"Model {key}: {live[key]} of {wanted[key]} replicas running after {self.deploy_timeout:.0f} s. "
+                    f"Last lines of {log}:\n{tail(log)}"
+                )
+                raise ClipperException(msg)
+            time.sleep(0.1)
+
+    # -- logs ----------------------------------------------------------------------------------------
+
+    def get_logs(self, logging_dir: str) -> list[str]:
+        os.makedirs(logging_dir, exist_ok=True)
+        out = []
+        if self.paths.logs.is_dir():
+            for path in sorted(self.paths.logs.iterdir()):
+                if path.is_file():
+                    dest = os.path.join(logging_dir, path.name)
+                    shutil.copyfile(path, dest)
+                    out.append(dest)
+        return out
+
+
+@hookimpl(trylast=True)
+def clipper_register_container_managers() -> list[type[ContainerManager]]:
+    return [LocalContainerManager]
+
+
+__all__ = ["LocalContainerManager", "clipper_register_container_managers", "parse_image_ref"]

@@ -1,0 +1,416 @@
+"""The local cluster's supervisor: ``python -m clipper_core.local_supervisor CLUSTER_DIR``.
+
+Started detached by :meth:`clipper_core.local.LocalContainerManager.start_clipper`. It starts Redis (unless the
+cluster uses an external one), the management and the query frontend, then every ~0.2 s reconciles model replica
+processes against the desired state in Redis DB 8, restarts any child that exited (with a growing back-off), and
+rewrites ``processes.json`` whenever something changed. SIGTERM/SIGINT stop every child and exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from clipper_core._local_state import (
+    ENV_CLUSTER_DIR,
+    ClusterPaths,
+    image_model_dir,
+    read_json,
+    write_json_atomic,
+)
+from clipper_core._redis_server import redis_command, wait_for_port
+from clipper_core.config_store import LOCAL_DEPLOYMENT_DB
+
+logger = logging.getLogger("clipper_core.local_supervisor")
+
+TICK = 0.2
+MIN_BACKOFF = 0.2
+MAX_BACKOFF = 5.0
+STABLE_AFTER = 10.0  # a child that ran this long before exiting restarts with the minimum back-off
+STOP_GRACE = 5.0
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+class Child:
+    """One supervised process, restarted with back-off whenever it exits."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> None:
+        self.name = name
+        self.cmd = cmd
+        self.env = env
+        self.log = log
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.started_at = 0.0
+        self.backoff = 0.0
+        self.next_start = 0.0
+        self.before_start: Any = None  # optional callable run before each start
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def start(self) -> None:
+        if self.before_start is not None:
+            self.before_start()
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
+            )
+        self.started_at = time.monotonic()
+        logger.info("started %s (pid %s): %s", self.name, self.proc.pid, " ".join(self.cmd))
+
+    def check(self, now: float) -> bool:
+        """Reap an exited process and restart it when its back-off elapsed. Returns whether anything changed."""
+        if self.proc is not None:
+            code = self.proc.poll()
+            if code is None:
+                return False
+            ran = now - self.started_at
+            stable = ran >= STABLE_AFTER or not self.backoff
+            self.backoff = MIN_BACKOFF if stable else min(self.backoff * 2, MAX_BACKOFF)
+            self.next_start = now + self.backoff
+            logger.warning(
+                "%s (pid %s) exited with %s after %.1f s; restarting in %.1f s (see %s)",
+                self.name,
+                self.proc.pid,
+                code,
+                ran,
+                self.backoff,
+                self.log,
+            )
+            self.proc = None
+            self.restarts += 1
+            return True
+        if now >= self.next_start:
+            try:
+                self.start()
+            except OSError as exc:
+                self.backoff = min(max(self.backoff * 2, MIN_BACKOFF), MAX_BACKOFF)
+                self.next_start = now + self.backoff
+                logger.error("could not start %s: %s", self.name, exc)
+                return False
+            return True
+        return False
+
+    def terminate(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+
+def stop_children(children: list[Child], grace: float = STOP_GRACE) -> None:
+    """SIGTERM every child, wait up to ``grace`` seconds, then SIGKILL the rest."""
+    for child in children:
+        child.terminate(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        if child.proc is None:
+            continue
+        try:
+            child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            logger.warning("%s (pid %s) ignored SIGTERM; killing it", child.name, child.proc.pid)
+            child.proc.kill()
+            child.proc.wait()
+        child.proc = None
+
+
+class Supervisor:
+    def __init__(self, root: Path) -> None:
+        self.paths = ClusterPaths(root)
+        config = read_json(self.paths.cluster_json)
+        if config is None:
+            raise SystemExit(f"no readable cluster.json in {root}")
+        self.config = config
+        self.host: str = config.get("host", "127.0.0.1")
+        self.connect_host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        self.external_redis = bool(config.get("redis_ip"))
+        self.redis_ip: str = config.get("redis_ip") or "127.0.0.1"
+        self.redis_port = int(config["redis_port"])
+        self.python: str = config.get("python") or sys.executable
+        self.base_env = dict(os.environ)
+        self.base_env[ENV_CLUSTER_DIR] = str(root)
+        self.base_env.setdefault("PYTHONUNBUFFERED", "1")
+        self.stopping = False
+        self.services: dict[str, Child] = {}
+        self.replicas: dict[str, dict[int, Child]] = {}
+        self.replica_specs: dict[str, dict[int, tuple[str, str]]] = {}
+        self.retiring: list[Child] = []
+        self.retire_deadline: dict[int, float] = {}
+        self._redis: redis.Redis | None = None
+        self._redis_error_logged = 0.0
+        self._last_written: dict[str, Any] | None = None
+
+    # -- services -------------------------------------------------------------------------------------
+
+    def _service(self, name: str, cmd: list[str]) -> Child:
+        return Child(name, cmd, self.base_env, self.paths.logs / f"{name}.log", self.paths.root)
+
+    def start_services(self) -> None:
+        redis_args = ["--redis-ip", self.redis_ip, "--redis-port", str(self.redis_port)]
+        if not self.external_redis:
+            self.services["redis"] = self._service("redis", redis_command(self.redis_port, self.paths.run))
+            self.services["redis"].start()
+            try:
+                wait_for_port(self.redis_port, timeout=15.0, proc=self.services["redis"].proc)
+            except Exception as exc:  # the main loop restarts it; the frontends retry Redis themselves
+                logger.error("redis did not come up: %s", exc)
+        mgmt = [
+            self.python,
+            "-m",
+            "clipper_frontend.management",
+            "--host",
+            self.host,
+            "--port",
+            str(self.config["management_port"]),
+            *redis_args,
+        ]
+        query = [
+            self.python,
+            "-m",
+            "clipper_frontend.query",
+            "--host",
+            self.host,
+            "--port",
+            str(self.config["query_port"]),
+            "--rpc-port",
+            str(self.config["rpc_port"]),
+            *redis_args,
+            "--cache-size",
+            str(self.config.get("cache_size", 33554432)),
+        ]
+        self.services["management"] = self._service("management", mgmt)
+        self.services["query"] = self._service("query", query)
+        self.services["management"].start()
+        self.services["query"].start()
+
+    # -- desired state --------------------------------------------------------------------------------
+
+    def redis_client(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = redis.Redis(
+                host=self.redis_ip,
+                port=self.redis_port,
+                db=LOCAL_DEPLOYMENT_DB,
+                socket_connect_timeout=1.0,
+                socket_timeout=2.0,
+            )
+        return self._redis
+
+    def desired(self) -> dict[str, dict[str, str]] | None:
+        """DB 8 as ``{"<name>:<version>": {image, input_type, num_replicas}}``; ``None`` when Redis is unreachable."""
+        try:
+            client = self.redis_client()
+            out = {}
+            for key in client.scan_iter(count=1000):
+                if _s(client.type(key)) != "hash":
+                    continue
+                out[_s(key)] = {_s(k): _s(v) for k, v in client.hgetall(key).items()}
+            return out
+        except redis.RedisError as exc:
+            now = time.monotonic()
+            if now - self._redis_error_logged > 10.0:
+                logger.warning("Redis at %s:%s unreachable (%s); retrying", self.redis_ip, self.redis_port, exc)
+                self._redis_error_logged = now
+            if self._redis is not None:
+                self._redis.close()
+                self._redis = None
+            return None
+
+    def _replica(self, key: str, slot: int, spec: dict[str, str]) -> Child:
+        name, _, version = key.partition(":")
+        image = spec.get("image", "")
+        model_dir = image_model_dir(image) or self.paths.model_dir(name, version)
+        build = read_json(model_dir / "build.json") or {}
+        python = build.get("python") or self.python
+        if not os.path.exists(python):
+            python = self.python
+        env = dict(self.base_env)
+        env.update(
+            {
+                "CLIPPER_MODEL_NAME": name,
+                "CLIPPER_MODEL_VERSION": version,
+                "CLIPPER_IP": self.connect_host,
+                "CLIPPER_PORT": str(self.config["rpc_port"]),
+                "CLIPPER_INPUT_TYPE": spec.get("input_type", "doubles"),
+                "CLIPPER_MODEL_PATH": str(model_dir),
+                "CLIPPER_READY_FILE": str(self.paths.ready_file(name, version, slot)),
+            }
+        )
+        child = Child(
+            f"replica {key}#{slot}",
+            [python, "-m", "clipper_core.container"],
+            env,
+            self.paths.replica_log(name, version, slot),
+            self.paths.root,
+        )
+        ready = self.paths.ready_file(name, version, slot)
+        child.before_start = lambda: ready.unlink(missing_ok=True)
+        return child
+
+    def _retire(self, child: Child) -> None:
+        child.terminate(signal.SIGTERM)
+        if child.proc is not None:
+            self.retiring.append(child)
+            self.retire_deadline[id(child)] = time.monotonic() + STOP_GRACE
+
+    def reconcile(self, now: float) -> None:
+        desired = self.desired()
+        if desired is not None:
+            for key in list(self.replicas):
+                if key not in desired:
+                    for slot in sorted(self.replicas[key], reverse=True):
+                        self._retire(self.replicas[key].pop(slot))
+                    del self.replicas[key]
+                    self.replica_specs.pop(key, None)
+            for key, spec in desired.items():
+                try:
+                    wanted = max(0, int(spec.get("num_replicas", "0")))
+                except ValueError:
+                    wanted = 0
+                slots = self.replicas.setdefault(key, {})
+                specs = self.replica_specs.setdefault(key, {})
+                signature = (spec.get("image", ""), spec.get("input_type", ""))
+                for slot in sorted(slots, reverse=True):  # scale down from the highest slot; replace changed specs
+                    if slot >= wanted or specs.get(slot) != signature:
+                        self._retire(slots.pop(slot))
+                        specs.pop(slot, None)
+                for slot in range(wanted):
+                    if slot not in slots:
+                        slots[slot] = self._replica(key, slot, spec)
+                        specs[slot] = signature
+                        slots[slot].next_start = 0.0
+        for child in list(self.services.values()):
+            child.check(now)
+        for slots in self.replicas.values():
+            for child in slots.values():
+                child.check(now)
+        for child in list(self.retiring):
+            if child.proc is None or child.proc.poll() is not None:
+                self.retiring.remove(child)
+                self.retire_deadline.pop(id(child), None)
+            elif now >= self.retire_deadline.get(id(child), now):
+                logger.warning("%s (pid %s) ignored SIGTERM; killing it", child.name, child.proc.pid)
+                child.terminate(signal.SIGKILL)
+
+    # -- processes.json ------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        replicas: dict[str, list[dict[str, Any]]] = {}
+        for key, slots in self.replicas.items():
+            name, _, version = key.partition(":")
+            entries = []
+            for slot in sorted(slots):
+                child = slots[slot]
+                if child.pid is not None:
+                    entries.append(
+                        {
+                            "pid": child.pid,
+                            "slot": slot,
+                            "restarts": child.restarts,
+                            "ready": self.paths.ready_file(name, version, slot).exists(),
+                        }
+                    )
+            if entries:
+                replicas[key] = entries
+        for child in self.retiring:  # still alive while stopping: listed so callers wait until they are gone
+            if child.pid is not None:
+                key = f"{child.env['CLIPPER_MODEL_NAME']}:{child.env['CLIPPER_MODEL_VERSION']}"
+                replicas.setdefault(key, []).append(
+                    {"pid": child.pid, "slot": -1, "restarts": child.restarts, "ready": False, "stopping": True}
+                )
+        services = {
+            name: self.services[name].pid if name in self.services else None
+            for name in ("redis", "management", "query")
+        }
+        return {
+            "supervisor": os.getpid(),
+            **services,
+            "replicas": replicas,
+            "restarts": {name: child.restarts for name, child in self.services.items()},
+        }
+
+    def write_processes(self, force: bool = False) -> None:
+        if not self.paths.root.is_dir():
+            return
+        snap = self.snapshot()
+        if force or snap != self._last_written:
+            try:
+                write_json_atomic(self.paths.processes_json, snap)
+                self._last_written = snap
+            except OSError as exc:
+                logger.error("could not write %s: %s", self.paths.processes_json, exc)
+
+    # -- main loop -----------------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        logger.info("received signal %s; stopping the cluster", signum)
+        self.stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self.paths.make_dirs()
+        logger.info("supervisor %s for %s", os.getpid(), self.paths.root)
+        self.write_processes(force=True)
+        try:
+            if not self.stopping:
+                self.start_services()
+            while not self.stopping:
+                if not self.paths.cluster_json.exists():
+                    logger.warning("%s was removed; stopping the cluster", self.paths.cluster_json)
+                    break
+                try:
+                    self.reconcile(time.monotonic())
+                except Exception:  # never let one bad tick take the cluster down
+                    logger.exception("reconcile failed")
+                self.write_processes()
+                time.sleep(TICK)
+        finally:
+            self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        replicas = [c for slots in self.replicas.values() for c in slots.values()] + self.retiring
+        frontends = [self.services[n] for n in ("query", "management") if n in self.services]
+        stop_children(replicas + frontends)
+        self.write_processes()
+        if "redis" in self.services:
+            stop_children([self.services["redis"]])
+        if self._redis is not None:
+            self._redis.close()
+        self.paths.processes_json.unlink(missing_ok=True)
+        logger.info("supervisor %s stopped", os.getpid())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m clipper_core.local_supervisor CLUSTER_DIR", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=os.environ.get("CLIPPER_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s [supervisor] %(message)s",
+        stream=sys.stderr,
+    )
+    return Supervisor(Path(os.path.abspath(args[0]))).run()  # no resolve(): keep the manager's spelling
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""End to end on a real local cluster: Redis, both frontends, supervisor and one process per replica."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from clipper_admin import ClipperConnection, ClipperException, LocalContainerManager
+from clipper_admin.deployers import python as python_deployer
+from clipper_core._redis_server import free_port
+
+pytestmark = pytest.mark.cluster
+
+
+def ports() -> dict[str, int]:
+    return {
+        "clipper_query_port": free_port(),
+        "clipper_management_port": free_port(),
+        "clipper_rpc_port": free_port(),
+        "redis_port": free_port(),
+    }
+
+
+def wait_until(cond, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what} (last value {last!r})")
+
+
+def cluster_pids(cm: LocalContainerManager) -> set[int]:
+    import json
+
+    path = Path(cm.cluster_dir) / "processes.json"
+    data = json.loads(path.read_text())
+    pids = {data["supervisor"], data["management"], data["query"]}
+    if data.get("redis"):
+        pids.add(data["redis"])
+    for reps in data.get("replicas", {}).values():
+        pids.update(r["pid"] for r in reps)
+    return {p for p in pids if p}
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture
+def conn(clipper_home: Path) -> Iterator[ClipperConnection]:
+    cm = LocalContainerManager(cluster_name="e2e", **ports())
+    c = ClipperConnection(cm)
+    c.start_clipper()
+    pids = cluster_pids(cm)
+    try:
+        yield c
+    finally:
+        c.stop_all()
+        wait_until(lambda: not any(alive(p) for p in pids), 20, "cluster processes to exit")
+
+
+def predict(c: ClipperConnection, app: str, body: dict) -> dict:
+    r = requests.post(f"http://{c.get_query_addr()}/{app}/predict", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def version_one(xs):  # type: ignore[no-untyped-def]
+    return ["1" for _ in xs]
+
+
+def version_two(xs):  # type: ignore[no-untyped-def]
+    return ["2" for _ in xs]
+
+
+def feature_sum(xs):  # type: ignore[no-untyped-def]
+    return [str(sum(x)) for x in xs]
+
+
+def test_versions_pinning_rollback_scaling_and_restart(conn: ClipperConnection) -> None:
+    c = conn
+    c.register_application("app", "doubles", "-1.0", 2_000_000)
+    python_deployer.deploy_python_closure(c, "model", 1, "doubles", version_one)
+    c.link_model_to_app("app", "model")
+    assert predict(c, "app", {"input": [1.0]})["output"] == 1
+
+    python_deployer.deploy_python_closure(c, "model", 2, "doubles", version_two)
+    assert c.get_current_model_version("model") == "2"
+    assert predict(c, "app", {"input": [1.0]})["output"] == 2
+    pinned = predict(c, "app", {"input": [1.0], "version": "1"})
+    assert pinned["output"] == 1 and pinned["default"] is False
+    r = requests.post(f"http://{c.get_query_addr()}/app/predict", json={"input": [1.0], "version": "9"}, timeout=10)
+    assert r.status_code == 400 and r.json()["cause"] == "Requested version: 9 does not exist for model: model"
+
+    c.set_model_version("model", "1")  # roll back
+    wait_until(lambda: predict(c, "app", {"input": [2.0]})["output"] == 1, 5, "roll back to v1")
+    c.set_model_version("model", "2")
+    wait_until(lambda: predict(c, "app", {"input": [3.0]})["output"] == 2, 5, "roll forward to v2")
+
+    c.set_num_replicas("model", 3)
+    assert c.get_num_replicas("model") == 3
+    wait_until(lambda: len([r for r in c.get_all_model_replicas(verbose=True) if r["model_version"] == "2"]) == 3,
+               30, "3 connected replicas")
+    c.set_num_replicas("model", 1)
+    assert c.get_num_replicas("model") == 1
+    wait_until(lambda: len([r for r in c.get_all_model_replicas(verbose=True) if r["model_version"] == "2"]) == 1,
+               30, "1 connected replica")
+
+    cm = c.cm
+    [pid] = cm.replica_pids("model", "2")
+    os.kill(pid, signal.SIGKILL)
+    new = wait_until(lambda: [p for p in cm.replica_pids("model", "2") if p != pid], 30, "a restarted replica")
+    assert alive(new[0])
+    wait_until(lambda: predict(c, "app", {"input": [time.time()]})["output"] == 2, 30, "the restarted replica to serve")
+
+    c.stop_inactive_model_versions(["model"])
+    assert [m for m in c.get_all_models()] == ["model:2"]
+    assert cm.replica_pids("model", "1") == []
+
+
+def test_cluster_outlives_its_starter_and_connect_reattaches(clipper_home: Path) -> None:
+    p = ports()
+    script = (
+        "from clipper_admin import ClipperConnection, LocalContainerManager\n"
+        f"ClipperConnection(LocalContainerManager(cluster_name='detached', **{p!r})).start_clipper()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120, env=os.environ.copy())
+    c = ClipperConnection(LocalContainerManager(cluster_name="detached", **p))
+    c.connect()
+    pids = cluster_pids(c.cm)
+    try:
+        c.register_application("late", "doubles", "0", 1_000_000)
+        python_deployer.deploy_python_closure(c, "adder", 1, "doubles", feature_sum)
+        c.link_model_to_app("late", "adder")
+        assert predict(c, "late", {"input": [1.5, 2.5]})["output"] == 4.0
+    finally:
+        c.stop_all()
+    wait_until(lambda: not any(alive(pid) for pid in pids), 20, "no process of the cluster left")
+
+
+def test_unloadable_function_is_reported_and_answers_default(conn: ClipperConnection, tmp_path: Path) -> None:
+    c = conn
+    model_dir = tmp_path / "broken"
+    model_dir.mkdir()
+    (model_dir / "func.pkl").write_bytes(b"this is not a pickle")
+    image = c.build_model("broken", "1", str(model_dir), "default")
+    c.register_application("broken-app", "doubles", "DEFAULT", 1_000_000)
+    c.deploy_model("broken", "1", "doubles", image)
+    c.link_model_to_app("broken-app", "broken")
+    replicas = wait_until(lambda: c.get_all_model_replicas(verbose=True), 30, "the replica to register")
+    assert replicas[0]["status"] == "error" and replicas[0]["error"]
+    r = predict(c, "broken-app", {"input": [1.0]})
+    assert r["default"] is True and r["output"] == "DEFAULT"
+    assert "failed to load" in r["default_explanation"]
+    logs = c.get_clipper_logs(str(tmp_path / "logs"))
+    assert any("broken" in Path(f).name and "failed to load" in Path(f).read_text() for f in logs)
+
+
+def test_predict_exception_keeps_replica_alive(conn: ClipperConnection) -> None:
+    def picky(xs):  # type: ignore[no-untyped-def]
+        if any(x[0] < 0 for x in xs):
+            raise ValueError("negative input")
+        return [str(x[0]) for x in xs]
+
+    c = conn
+    python_deployer.create_endpoint(c, "picky", "doubles", picky, default_output="-1", slo_micros=2_000_000)
+    [pid] = c.cm.replica_pids("picky", "1")
+    r = predict(c, "picky", {"input": [-1.0]})
+    assert r["default"] is True and "ValueError: negative input" in r["default_explanation"]
+    assert predict(c, "picky", {"input": [5.0]})["output"] == 5.0
+    assert c.cm.replica_pids("picky", "1") == [pid]
+
+
+def test_bad_names_and_stopped_cluster_raise_before_starting_anything(clipper_home: Path) -> None:
+    c = ClipperConnection(LocalContainerManager(cluster_name="never-started", **ports()))
+    with pytest.raises(ClipperException, match="not running"):
+        c.connect()
+    with pytest.raises(ClipperException, match="DNS-1123"):
+        python_deployer.deploy_python_closure(c, "Bad_Name", 1, "doubles", feature_sum)
+    c.connected = True  # pretend, to reach the manager's own check
+    with pytest.raises(ClipperException, match="not running"):
+        python_deployer.deploy_python_closure(c, "good-name", 1, "doubles", feature_sum)
+    assert not (clipper_home / "clusters" / "never-started" / "processes.json").exists()
+
+
+def test_two_clusters_side_by_side(clipper_home: Path) -> None:
+    conns = [ClipperConnection(LocalContainerManager(cluster_name=f"tenant-{i}", **ports())) for i in (1, 2)]
+    started: list[ClipperConnection] = []
+    try:
+        for i, c in enumerate(conns):
+            c.start_clipper()
+            started.append(c)
+            python_deployer.create_endpoint(c, "testapp0-model", "doubles", feature_sum)
+        for c in conns:
+            r = predict(c, "testapp0-model", {"input": [1.0, 2.0]})
+            assert r["default"] is False and r["output"] == 3.0
+        conns[0].stop_all()
+        started.remove(conns[0])
+        assert predict(conns[1], "testapp0-model", {"input": [2.0, 2.0]})["output"] == 4.0
+    finally:
+        for c in started:
+            c.stop_all()
