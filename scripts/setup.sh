@@ -23,9 +23,14 @@ stamp=.venv/.clipper-installed
 inputs=$(cat pyproject.toml frontend/pyproject.toml plugins/*/pyproject.toml tests/plugins/*/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$inputs" ]; then
     echo "==> installing clipper packages into .venv"
-    .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-    pkgs=(-e '.[test]' -e ./frontend -e ./plugins/deployers)
-    for extra in tests/plugins/*/; do pkgs+=(-e "$extra"); done
-    .venv/bin/python -m pip install -q "${pkgs[@]}"
+    log=.venv/install.log
+    pkgs=(-e '.[test]' -e ./frontend)
+    for dir in plugins/*/ tests/plugins/*/; do pkgs+=(-e "./$dir"); done
+    if ! { .venv/bin/python -m pip install --upgrade pip setuptools wheel &&
+           .venv/bin/python -m pip install "${pkgs[@]}"; } >"$log" 2>&1; then
+        tail -40 "$log" >&2
+        echo "pip install failed; the full log is in $log" >&2
+        exit 1
+    fi
     echo "$inputs" > "$stamp"
 fi

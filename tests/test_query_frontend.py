@@ -321,3 +321,57 @@ def test_wire_encoding_is_little_endian_float64(fe: Frontend) -> None:
     with serve(fe, "wire-app", "wire-model", record):
         fe.predict("wire-app", {"input": [1.5, -2.0]})
         assert struct.pack("<2d", 1.5, -2.0) in seen
+
+
+def _batch_limit(fe: Frontend, key: str) -> int:
+    return int(requests.get(f"{fe.url}/healthz", timeout=5).json()["models"][key]["replicas"][0]["batch_limit"])
+
+
+def test_adaptive_batching_grows_under_load_and_shrinks_after_a_slowdown(fe: Frontend) -> None:
+    cost = {"base": 0.002, "per_item": 0.00005}
+
+    def model(xs: list[bytes]) -> list[str]:
+        time.sleep(cost["base"] + cost["per_item"] * len(xs))
+        return ["1"] * len(xs)
+
+    with serve(fe, "adapt-app", "adapt-model", model, slo_micros=100_000) as replica:
+        start = _batch_limit(fe, "adapt-model:1")
+        for round_ in range(4):
+            r = fe.predict("adapt-app", {"input_batch": [[float(round_), float(i)] for i in range(200)]}).json()
+            assert sum(p["default"] for p in r["batch_predictions"]) == 0
+        grown = _batch_limit(fe, "adapt-model:1")
+        assert grown >= start + 6, (start, grown)
+        assert max(replica.batches) > 1
+
+        cost["base"] = 0.06  # now every batch blows the 40 ms budget (40% of the 100 ms SLO)
+        for round_ in range(3):
+            fe.predict("adapt-app", {"input_batch": [[100.0 + round_, float(i)] for i in range(30)]})
+        shrunk = _batch_limit(fe, "adapt-model:1")
+        assert shrunk < grown, (grown, shrunk)
+
+
+def test_expired_tasks_are_never_sent(fe: Frontend) -> None:
+    def slow(xs: list[bytes]) -> list[str]:
+        time.sleep(0.3)
+        return ["x"] * len(xs)
+
+    fe.add_app("expire-app", "doubles", "-1", 100_000)
+    fe.add_model("expire-model", "1", batch_size=1)
+    fe.link("expire-app", "expire-model")
+    with ProtocolReplica(fe.rpc_port, "expire-model", "1", 3, slow) as replica:
+        assert replica.registered.wait(10)
+        fe.wait_until(lambda: fe.db(3).keys("expire-model,1,*"), what="registration")
+        fe.wait_until(lambda: _healthz_has(fe, "expire-model:1"), what="queue")
+        r = fe.predict("expire-app", {"input_batch": [[float(i)] for i in range(10)]}).json()["batch_predictions"]
+        assert all(p["default"] and p["default_explanation"] == SLO_MISSED for p in r)
+        # Two batches go out at once (two in flight); the other eight expire in the queue while the model sleeps.
+        fe.wait_until(lambda: replica.calls >= 2, what="two calls")
+        time.sleep(0.7)  # give the replica time to finish both batches; nothing else may be sent afterwards
+        assert replica.calls == 2
+        metrics = requests.get(f"{fe.url}/metrics", timeout=5).json()
+        dropped = {k: v for e in metrics["counters"] for k, v in e.items()}["internal:expired_tasks_dropped"]
+        assert int(dropped["count"]) >= 8
+
+
+def _healthz_has(fe: Frontend, key: str) -> bool:
+    return key in requests.get(f"{fe.url}/healthz", timeout=5).json()["models"]

@@ -106,6 +106,13 @@ class ModelQueue:
         return max(1, int(replica.batch_limit))
 
     def dispatch(self) -> None:
+        """Send batches while there is queued work and a replica with a free slot.
+
+        An idle replica takes whatever is queued at once, so a lone query pays no batching delay. A replica that
+        already has a batch in flight takes another only when a full batch is waiting: that pipelines the RPC round
+        trip under load, while smaller amounts of work keep accumulating into the next batch instead of trickling
+        out as many tiny ones.
+        """
         heap = self.heap
         if not heap:
             return
@@ -118,6 +125,8 @@ class ModelQueue:
             if replica is None:
                 return
             limit = self._limit(replica)
+            if replica.in_flight and len(heap) < limit:
+                return
             batch: list[Task] = []
             while heap and len(batch) < limit:
                 _, _, task = heapq.heappop(heap)
@@ -129,6 +138,21 @@ class ModelQueue:
                 batch.append(task)
             if batch:
                 self.engine.send(replica, self, batch, now)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "queued": len(self.heap),
+            "batch_size": self.batch_size,
+            "replicas": [
+                {
+                    "replica_id": r.replica_id,
+                    "in_flight": r.in_flight,
+                    "batch_limit": self._limit(r),
+                    "errors": r.errors,
+                }
+                for r in self.replicas
+            ],
+        }
 
     def on_batch_done(self, replica: Replica, size: int, latency: float) -> None:
         self.m_batch.insert(size)
@@ -152,7 +176,10 @@ class ModelQueue:
 class Engine:
     """Owns the queues, the cache and the in-flight batches; the RPC server plugs in as ``sender``."""
 
-    def __init__(self, metrics: MetricsRegistry, cache_size: int = 32 * 1024 * 1024) -> None:
+    def __init__(
+        self, metrics: MetricsRegistry, cache_size: int = 32 * 1024 * 1024, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    ) -> None:
+        self.max_in_flight = max(1, int(max_in_flight))
         self.loop = asyncio.get_event_loop()
         self.metrics = metrics
         self.cache = PredictionCache(cache_size)
@@ -167,6 +194,7 @@ class Engine:
         self.m_agg_throughput = metrics.meter("internal:aggregate_model_throughput")
         self.m_agg_num = metrics.counter("internal:aggregate_num_predictions")
         self.m_queue_delay = metrics.histogram("internal:rpc_request_queueing_delay", size=2056)
+        self.m_dropped = metrics.counter("internal:expired_tasks_dropped")
 
     # -- queues and replicas --------------------------------------------------------------------
 
@@ -180,6 +208,7 @@ class Engine:
         self.queue(name, version).batch_size = batch_size
 
     def add_replica(self, replica: Replica) -> None:
+        replica.max_in_flight = self.max_in_flight
         q = self.queue(replica.name, replica.version)
         q.replicas.append(replica)
         q.dispatch()
@@ -252,6 +281,7 @@ class Engine:
                 self.cache.put(key, result)
 
     def drop(self, task: Task) -> None:
+        self.m_dropped.count += 1
         task.future.set_result(TaskDropped("deadline passed before the task could be sent"))
 
     def send(self, replica: Replica, queue: ModelQueue, batch: list[Task], now: float) -> None:

@@ -74,15 +74,22 @@ class MetricsHandler(_Base):
 
 
 class HealthHandler(_Base):
-    def initialize(self, view: ClusterView, rpc: RPCServer | None) -> None:
+    def initialize(self, view: ClusterView, rpc: RPCServer | None, engine: Engine) -> None:
         self.view = view
         self.rpc = rpc
+        self.engine = engine
 
     def get(self) -> None:
         replicas = len(self.rpc.replicas) if self.rpc is not None else 0
         self.finish(
             orjson.dumps(
-                {"status": "ok", "apps": len(self.view.apps), "replicas": replicas, "config_epoch": self.view.epoch}
+                {
+                    "status": "ok",
+                    "apps": len(self.view.apps),
+                    "replicas": replicas,
+                    "config_epoch": self.view.epoch,
+                    "models": {f"{n}:{v}": q.describe() for (n, v), q in self.engine.queues.items()},
+                }
             )
         )
 
@@ -102,7 +109,7 @@ def make_query_app(
     return tornado.web.Application(
         [
             (r"/metrics", MetricsHandler, {"metrics": metrics}),
-            (r"/healthz", HealthHandler, {"view": view, "rpc": rpc}),
+            (r"/healthz", HealthHandler, {"view": view, "rpc": rpc, "engine": processor.engine}),
             (r"/([^/]+)/predict/?", PredictHandler, deps),
             (r"/([^/]+)/update/?", UpdateHandler, deps),
         ],
@@ -123,7 +130,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event, input_types: Inpu
     input_types = input_types or PluginHost().input_types()
     store = await connect_redis(args.redis_ip, args.redis_port, stop)
     metrics = MetricsRegistry()
-    engine = Engine(metrics, cache_size=args.cache_size)
+    engine = Engine(metrics, cache_size=args.cache_size, max_in_flight=args.max_in_flight)
     view = ClusterView(store, input_types)
     view.on_model_removed.append(engine.remove_model)
     view.on_model_changed.append(lambda info: engine.set_batch_size(info.name, info.version, info.batch_size))
@@ -162,6 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cache-size", "--prediction_cache_size", dest="cache_size", type=int, default=33554432,
         help="prediction cache size in bytes; 0 disables the cache",
     )
+    p.add_argument("--max-in-flight", type=int, default=2, help="batches in flight per replica (default 2)")
     p.add_argument("--activity-timeout", type=float, default=30.0, help="seconds of silence before a replica is dropped")
     p.add_argument("--timeout-content", "--timeout_content", dest="timeout_content", type=float, default=300.0)
     p.add_argument("--thread_pool_size", "--timeout_request", dest="_ignored", default=None, help=argparse.SUPPRESS)
