@@ -20,12 +20,13 @@ NO_MODELS = "No connected models found for query"
 SLO_MISSED = "Failed to retrieve a prediction response within the specified latency SLO"
 
 
-@pytest.fixture(scope="module")
-def fe(redis_server: tuple[str, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frontend]:
+@pytest.fixture(scope="module", params=["fast", "tornado"])
+def fe(request: pytest.FixtureRequest, redis_server: tuple[str, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frontend]:
+    """The same behaviour is required of both HTTP servers."""
     import redis
 
     redis.Redis(port=redis_server[1]).flushall()
-    with query_frontend(redis_server[1], tmp_path_factory.mktemp("qf")) as frontend:
+    with query_frontend(redis_server[1], tmp_path_factory.mktemp("qf"), "--http-server", request.param) as frontend:
         yield frontend
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -69,16 +70,30 @@ class QueryProcessor:
         return m
 
     async def predict(self, app_name: str, body: bytes) -> Response:
+        """Answer one ``POST /<app>/predict`` body; see :meth:`start_predict`."""
+        fut: asyncio.Future[Response] = self.loop.create_future()
+        self.start_predict(app_name, body, lambda status, payload: fut.set_result((status, payload)))
+        return await fut
+
+    def start_predict(self, app_name: str, body: bytes, respond: Callable[[int, bytes], None]) -> None:
+        """Validate, schedule and eventually ``respond(status, body)``, exactly once.
+
+        Callback-based so the HTTP layer needs no task or coroutine per request: a cached or default answer is
+        given synchronously, otherwise when the last query resolves or the SLO deadline fires, whichever is first.
+        """
         app = self.view.apps.get(app_name)
         if app is None:
-            return not_found(app_name)
+            respond(*not_found(app_name))
+            return
         start = self.loop.time()
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return json_error(f"JSON parse error: {exc}")
+            respond(*json_error(f"JSON parse error: {exc}"))
+            return
         if type(obj) is not dict:
-            return json_error("the request body must be a JSON object")
+            respond(*json_error("the request body must be a JSON object"))
+            return
         input_type = app.input_type
         batch = False
         try:
@@ -87,40 +102,45 @@ class QueryProcessor:
             elif "input_batch" in obj:
                 values = obj["input_batch"]
                 if type(values) is not list:
-                    return json_error(
+                    respond(*json_error(
                         f"Type mismatch! JSON key input_batch expected type Arraybut found type {_json_type(values)}"
-                    )
+                    ))
+                    return
                 payloads = [input_type.encode_batch_item(v) for v in values]
                 batch = True
             else:
-                return json_error("JSON object does not have required keys input or input_batch")
+                respond(*json_error("JSON object does not have required keys input or input_batch"))
+                return
         except InputDecodeError as exc:
-            return json_error(str(exc))
+            respond(*json_error(str(exc)))
+            return
 
         selected = self._select(app, obj.get("version"))
-        if type(selected) is tuple and len(selected) == 2 and type(selected[0]) is int:
-            return selected  # an error response
-        model, version = selected  # type: ignore[misc]
+        if type(selected[0]) is int:
+            respond(*selected)  # type: ignore[arg-type]
+            return
+        model, version = selected
 
-        deadline = start + app.slo_seconds
-        results: list[Any] = []
         if model is None:
-            results = [None] * len(payloads)
+            results: list[Any] = [None] * len(payloads)
         else:
+            deadline = start + app.slo_seconds
             submit = self.engine.submit
             slo = app.slo_seconds
             results = [submit(model, version, p, deadline, slo) for p in payloads]
             waiting = [r for r in results if r is not None and type(r) is not str and not r.done()]
             if waiting:
-                await self._wait(waiting, deadline)
+                self._wait(waiting, deadline, lambda: self._finish(app, results, batch, start, respond))
+                return
+        self._finish(app, results, batch, start, respond)
 
-        m = self.app_metrics(app_name)
+    def _finish(
+        self, app: AppInfo, results: list[Any], batch: bool, start: float, respond: Callable[[int, bytes], None]
+    ) -> None:
+        m = self.app_metrics(app.name)
         outs = [self._render(app, r, m) for r in results]
-        elapsed_us = (self.loop.time() - start) * 1e6
-        m.latency.insert(elapsed_us)
-        if batch:
-            return 200, orjson.dumps({"batch_predictions": outs})
-        return 200, orjson.dumps(outs[0])
+        m.latency.insert((self.loop.time() - start) * 1e6)
+        respond(200, orjson.dumps({"batch_predictions": outs} if batch else outs[0]))
 
     def _select(self, app: AppInfo, version: Any) -> tuple[str | None, str | None] | Response:
         links = app.linked_models
@@ -144,30 +164,30 @@ class QueryProcessor:
             return None, None
         return model, current
 
-    async def _wait(self, futures: list[asyncio.Future[Any]], deadline: float) -> None:
-        loop = self.loop
-        waiter = loop.create_future()
+    def _wait(self, futures: list[asyncio.Future[Any]], deadline: float, then: Callable[[], None]) -> None:
+        """Call ``then()`` once, when every future is done or at ``deadline``, whichever comes first."""
         remaining = len(futures)
+        fired = False
+
+        def complete() -> None:
+            nonlocal fired
+            if fired:
+                return
+            fired = True
+            handle.cancel()
+            for f in futures:
+                f.remove_done_callback(one_done)
+            then()
 
         def one_done(_: asyncio.Future[Any]) -> None:
             nonlocal remaining
             remaining -= 1
-            if remaining == 0 and not waiter.done():
-                waiter.set_result(None)
+            if remaining == 0:
+                complete()
 
-        def expire() -> None:
-            if not waiter.done():
-                waiter.set_result(None)
-
+        handle = self.loop.call_at(deadline, complete)
         for f in futures:
             f.add_done_callback(one_done)
-        handle = loop.call_at(deadline, expire)
-        try:
-            await waiter
-        finally:
-            handle.cancel()
-            for f in futures:
-                f.remove_done_callback(one_done)
 
     def _render(self, app: AppInfo, result: Any, m: _AppMetrics) -> dict[str, Any]:
         m.num.count += 1

@@ -65,12 +65,28 @@ class UpdateHandler(_Base):
         self.finish(body)
 
 
+def render_metrics(metrics: MetricsRegistry) -> bytes:
+    return orjson.dumps(metrics.render())
+
+
+def render_health(view: ClusterView, rpc: RPCServer | None, engine: Engine) -> bytes:
+    return orjson.dumps(
+        {
+            "status": "ok",
+            "apps": len(view.apps),
+            "replicas": len(rpc.replicas) if rpc is not None else 0,
+            "config_epoch": view.epoch,
+            "models": {f"{n}:{v}": q.describe() for (n, v), q in engine.queues.items()},
+        }
+    )
+
+
 class MetricsHandler(_Base):
     def initialize(self, metrics: MetricsRegistry) -> None:
         self.metrics = metrics
 
     def get(self) -> None:
-        self.finish(orjson.dumps(self.metrics.render()))
+        self.finish(render_metrics(self.metrics))
 
 
 class HealthHandler(_Base):
@@ -80,18 +96,7 @@ class HealthHandler(_Base):
         self.engine = engine
 
     def get(self) -> None:
-        replicas = len(self.rpc.replicas) if self.rpc is not None else 0
-        self.finish(
-            orjson.dumps(
-                {
-                    "status": "ok",
-                    "apps": len(self.view.apps),
-                    "replicas": replicas,
-                    "config_epoch": self.view.epoch,
-                    "models": {f"{n}:{v}": q.describe() for (n, v), q in self.engine.queues.items()},
-                }
-            )
-        )
+        self.finish(render_health(self.view, self.rpc, self.engine))
 
 
 class NotFoundHandler(_Base):
@@ -138,10 +143,16 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event, input_types: Inpu
     rpc = RPCServer(engine, store, view, input_types, args.host, args.rpc_port, args.activity_timeout)
     await rpc.start()
     processor = QueryProcessor(view, engine, metrics)
-    app = make_query_app(processor, metrics, view, rpc)
-    server = tornado.httpserver.HTTPServer(app, idle_connection_timeout=args.timeout_content)
-    server.listen(args.port, address=args.host)
-    logger.info("query frontend listening on http://%s:%d", args.host, args.port)
+    if args.http_server == "fast":
+        from clipper_frontend.fast_http import Routes, start_server
+
+        routes = Routes(processor, lambda: render_metrics(metrics), lambda: render_health(view, rpc, engine))
+        server: Any = await start_server(routes, args.host, args.port)
+    else:
+        app = make_query_app(processor, metrics, view, rpc)
+        server = tornado.httpserver.HTTPServer(app, idle_connection_timeout=args.timeout_content)
+        server.listen(args.port, address=args.host)
+    logger.info("query frontend (%s HTTP server) listening on http://%s:%d", args.http_server, args.host, args.port)
 
     async def tick() -> None:
         while True:
@@ -152,7 +163,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event, input_types: Inpu
     await stop.wait()
     logger.info("query frontend shutting down")
     ticker.cancel()
-    server.stop()
+    server.close() if args.http_server == "fast" else server.stop()
     await rpc.stop()
     await view.stop()
     await store.close()
@@ -173,8 +184,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--activity-timeout", type=float, default=30.0, help="seconds of silence before a replica is dropped")
     p.add_argument("--timeout-content", "--timeout_content", dest="timeout_content", type=float, default=300.0)
     p.add_argument("--thread_pool_size", "--timeout_request", dest="_ignored", default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--http-server", choices=("fast", "tornado"), default=_default_http_server(),
+        help="REST server: 'fast' (asyncio + httptools, the default when httptools is installed) or 'tornado'",
+    )
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
+
+
+def _default_http_server() -> str:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "tornado"
+    return "fast"
 
 
 def main(argv: list[str] | None = None) -> None:
