@@ -59,7 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", help='a full body such as \'{"input": [1.0, 2.0]}\' or just the input value')
     p.add_argument("--addr", default=None, help="query frontend host:port (default: from the cluster)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds (default: %(default)s)")
+
+    p = sub.add_parser("images", help="build the Docker images (needs the clipper-docker plugin)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="e.g. `build`, `build --help`")
     return parser
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    try:
+        from clipper_docker import images
+    except ImportError as exc:
+        msg = f"`clipper images` needs the Docker plugin: pip install clipper-docker ({exc})"
+        raise ClipperException(msg) from exc
+    return int(images.main(list(args.rest) or ["--help"]))
 
 
 def make_manager(args: argparse.Namespace, **options: Any) -> Any:
@@ -235,7 +247,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"start": cmd_start, "stop": cmd_stop, "status": cmd_status, "plugins": cmd_plugins, "predict": cmd_predict}
+COMMANDS = {
+    "start": cmd_start,
+    "stop": cmd_stop,
+    "status": cmd_status,
+    "plugins": cmd_plugins,
+    "predict": cmd_predict,
+    "images": cmd_images,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

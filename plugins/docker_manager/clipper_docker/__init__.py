@@ -1,0 +1,12 @@
+"""Docker container manager plugin for Clipper in Python (distribution ``clipper-docker``).
+
+``DockerContainerManager`` runs Redis, the management frontend, the query frontend and every model replica as
+Docker containers labelled ``ai.clipper.container.label=<cluster_name>`` (reference §6.3). ``clipper-images build``
+(:mod:`clipper_docker.images`) builds the images it runs, offline.
+"""
+
+from __future__ import annotations
+
+from clipper_docker.manager import DockerContainerManager
+
+__all__ = ["DockerContainerManager"]

@@ -1,0 +1,233 @@
+"""Thin helpers over the Docker SDK: connecting, error translation, images, starting/waiting/stopping containers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from clipper_core.errors import ClipperException
+
+logger = logging.getLogger(__name__)
+
+#: Container states that count as "there" (a crashed container that Docker is restarting still counts).
+LIVE_STATES = ("created", "running", "restarting", "paused")
+
+NO_DAEMON_HINT = (
+    "Start one with `sudo bash scripts/docker-up.sh` from the Clipper source tree, or `sudo dockerd --bridge=none "
+    "--iptables=false &` (or `sudo systemctl start docker`); install it with `sudo apt-get install docker.io`. "
+    "Set DOCKER_HOST if the daemon listens elsewhere."
+)
+
+
+def connect_docker(timeout: int = 120) -> docker.DockerClient:
+    """A client for the daemon of the environment (``DOCKER_HOST`` or the default socket).
+
+    :raises ClipperException: when no daemon answers, saying how to start one.
+    """
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        msg = f"No Docker daemon answers at {where} ({exc}). {NO_DAEMON_HINT}"
+        raise ClipperException(msg) from exc
+    return client
+
+
+@contextlib.contextmanager
+def docker_errors(what: str) -> Iterator[None]:
+    """Turn Docker SDK and connection errors raised inside the block into :class:`ClipperException`."""
+    try:
+        yield
+    except ClipperException:
+        raise
+    except docker.errors.APIError as exc:
+        msg = f"{what} failed: {exc.explanation or exc}"
+        raise ClipperException(msg) from exc
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        msg = f"{what} failed: {exc}. Is the Docker daemon still running? {NO_DAEMON_HINT}"
+        raise ClipperException(msg) from exc
+
+
+def ensure_image(client: docker.DockerClient, image: str, what: str = "image") -> None:
+    """Make sure ``image`` is present locally, pulling it if possible.
+
+    :raises ClipperException: when it is neither present nor pullable.
+    """
+    try:
+        client.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError as exc:
+        msg = f"Cannot inspect the {what} {image}: {exc.explanation or exc}"
+        raise ClipperException(msg) from exc
+    logger.info("%s %s is not present locally; trying to pull it", what, image)
+    try:
+        client.images.pull(image)
+    except (docker.errors.APIError, docker.errors.ImageNotFound) as exc:
+        reason = getattr(exc, "explanation", None) or str(exc)
+        msg = (
+            f"Docker {what} {image} does not exist locally and could not be pulled ({reason}). "
+            "Build the Clipper images with `clipper images build` (or `clipper-images build`), or pass an image "
+            "that exists."
+        )
+        raise ClipperException(msg) from exc
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``host:port`` can be bound right now (SO_REUSEADDR, as servers bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def daemon_is_local() -> bool:
+    host = os.environ.get("DOCKER_HOST", "")
+    return not host or host.startswith("unix://")
+
+
+def run_container(client: docker.DockerClient, prefix: str, image: str, **kwargs: Any) -> Any:
+    """``containers.run(detach=True)`` under the name ``<prefix>-<random 0..100000>`` (retried on a name clash)."""
+    last: Exception | None = None
+    for _ in range(5):
+        name = f"{prefix}-{random.randint(0, 100000)}"
+        try:
+            return client.containers.run(image, name=name, detach=True, **kwargs)
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409 and "is already in use" in str(exc.explanation or ""):
+                last = exc
+                continue
+            raise
+    msg = f"Could not find a free container name for {prefix}: {last}"
+    raise ClipperException(msg)
+
+
+def logs_tail(container: Any, lines: int = 30) -> str:
+    try:
+        raw = container.logs(stdout=True, stderr=True, tail=lines)
+    except docker.errors.DockerException as exc:
+        return f"(no logs: {exc})"
+    return bytes(raw).decode("utf-8", "replace").rstrip() or "(empty log)"
+
+
+def container_failed(container: Any) -> str | None:
+    """Why ``container`` (freshly reloaded) is not going to come up, or None while it still may."""
+    state = container.attrs.get("State", {})
+    restarts = int(container.attrs.get("RestartCount", 0) or 0)
+    if state.get("Status") in ("exited", "dead"):
+        return f"exited with code {state.get('ExitCode')}" + (f" ({state['Error']})" if state.get("Error") else "")
+    if state.get("Restarting") or restarts > 0:
+        return f"crashed (exit code {state.get('ExitCode')}) and is being restarted ({restarts} restarts)"
+    if state.get("OOMKilled"):
+        return "was killed for using too much memory"
+    return None
+
+
+def model_failed(container: Any) -> str | None:
+    """:func:`container_failed`, or the model runtime reported that the model could not be loaded."""
+    why = container_failed(container)
+    if why is not None:
+        return why
+    health = container.attrs.get("State", {}).get("Health") or {}
+    if health.get("Status") == "unhealthy" and "model failed to load" in logs_tail(container, 50):
+        return "cannot load its model"
+    return None
+
+
+def container_ready(container: Any) -> bool:
+    """Running, and healthy when the image defines a HEALTHCHECK."""
+    state = container.attrs.get("State", {})
+    if state.get("Status") != "running":
+        return False
+    health = state.get("Health")
+    return health is None or health.get("Status") == "healthy"
+
+
+def wait_for(
+    containers: list[Any],
+    ready: Callable[[Any], bool],
+    what: str,
+    timeout: float,
+    extra_check: Callable[[], bool] | None = None,
+    failed: Callable[[Any], str | None] = container_failed,
+) -> None:
+    """Poll until ``ready(container)`` holds for all (and ``extra_check()`` is true); fail early on a crash.
+
+    :raises ClipperException: naming the container, why, and the tail of its log.
+    """
+    deadline = time.monotonic() + timeout
+    pending = list(containers)
+    while True:
+        still = []
+        for c in pending:
+            try:
+                c.reload()
+            except docker.errors.NotFound as exc:
+                msg = f"{what}: container {c.name} disappeared"
+                raise ClipperException(msg) from exc
+            why = failed(c)
+            if why is not None:
+                msg = f"{what}: container {c.name} ({c.attrs['Config']['Image']}) {why}. Last lines of its log:\n"
+                raise ClipperException(msg + logs_tail(c))
+            if not ready(c):
+                still.append(c)
+        pending = still
+        if not pending and (extra_check is None or extra_check()):
+            return
+        if time.monotonic() >= deadline:
+            names = ", ".join(c.name for c in pending) or "the service check"
+            detail = "\n".join(f"--- {c.name}:\n{logs_tail(c)}" for c in pending)
+            msg = f"{what}: {names} not ready after {timeout:.0f} s.\n{detail}".rstrip()
+            raise ClipperException(msg)
+        time.sleep(0.2)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def stop_and_remove(containers: list[Any], graceful: bool = True, timeout: int = 10) -> None:
+    """Stop (SIGTERM, then SIGKILL after ``timeout``) or kill the containers in parallel, then remove them."""
+
+    def one(c: Any) -> None:
+        try:
+            if graceful:
+                c.stop(timeout=timeout)
+            else:
+                c.kill()
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:  # already stopped, or dying: removal below forces it
+            logger.debug("stopping %s: %s", c.name, exc)
+        try:
+            c.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise
+
+    if not containers:
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
+        for future in [pool.submit(one, c) for c in containers]:
+            future.result()

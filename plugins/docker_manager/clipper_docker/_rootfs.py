@@ -1,0 +1,134 @@
+"""A Python base image made without any registry: ``debootstrap`` a Debian rootfs, then ``docker import`` it.
+
+The rootfs tarball is cached under the cache directory and the imported image is reused while it exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from clipper_core.errors import ClipperException
+
+logger = logging.getLogger(__name__)
+
+SUITE = "bookworm"  # its python3 is 3.11, the version the client pickles closures with
+PACKAGES = ("python3", "python3-pip", "python3-venv", "ca-certificates")
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+BASE_TAG = f"clipper/debian-python3:{SUITE}"
+IMPORT_CHANGES = [
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    'CMD ["python3"]',
+]
+
+
+def apt_mirror() -> str:
+    """The Debian mirror apt uses on this host (deb822 or one-line sources), else deb.debian.org."""
+    candidates = [Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")]
+    candidates += sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    candidates += sorted(Path("/etc/apt/sources.list.d").glob("*.list"))
+    for path in candidates:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for m in re.finditer(r"^(?:URIs:\s*|deb\s+(?:\[[^]]*\]\s+)?)(\S+)", text, re.MULTILINE):
+            uri = m.group(1).rstrip("/")
+            if uri.startswith("http") and uri.endswith("/debian"):
+                return uri
+    return DEFAULT_MIRROR
+
+
+def _mounts_under(root: Path) -> list[str]:
+    prefix = str(root.resolve()) + "/"
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    points = [line.split()[1] for line in lines if len(line.split()) > 1]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def _safe_rmtree(root: Path) -> None:
+    """Remove a debootstrap target, unmounting /proc, /sys etc. a failed run may have left mounted inside it."""
+    for point in _mounts_under(root):
+        subprocess.run(["umount", "-l", point], check=False)
+    if _mounts_under(root):
+        msg = f"{root} still has mounts inside; not removing it"
+        raise ClipperException(msg)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def make_rootfs_tarball(tarball: Path, say: Callable[[str], None], mirror: str | None = None) -> None:
+    """debootstrap a minimal Debian with python3 into a temporary directory and tar it into ``tarball``."""
+    if shutil.which("debootstrap") is None:
+        msg = "debootstrap is not installed: `sudo apt-get install -y debootstrap` (or pass --base-image IMAGE)"
+        raise ClipperException(msg)
+    if os.geteuid() != 0:
+        msg = "debootstrap needs root: run `clipper images build` as root (or pass --base-image IMAGE)"
+        raise ClipperException(msg)
+    mirror = mirror or apt_mirror()
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="clipper-rootfs-", dir=tarball.parent))
+    target = work / "rootfs"
+    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(target), mirror]
+    say(f"debootstrap {SUITE} from {mirror} (about a minute): {' '.join(cmd)}")
+    log = work / "debootstrap.log"
+    try:
+        with open(log, "wb") as out:
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=False)
+        if proc.returncode != 0:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+            msg = f"debootstrap failed with exit code {proc.returncode}:\n{tail}"
+            raise ClipperException(msg)
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for entry in (target / junk).glob("*"):
+                if entry.is_file():
+                    entry.unlink()
+        partial = tarball.with_suffix(".tar.partial")
+        say(f"packing the rootfs into {tarball}")
+        subprocess.run(["tar", "--numeric-owner", "-C", str(target), "-cf", str(partial), "."], check=True)
+        os.replace(partial, tarball)
+    finally:
+        _safe_rmtree(work)
+
+
+def ensure_base_image(
+    client: docker.DockerClient,
+    cache_dir: Path,
+    say: Callable[[str], None],
+    tag: str = BASE_TAG,
+    rebuild: bool = False,
+) -> str:
+    """Return ``tag``, importing the cached (or freshly debootstrapped) rootfs tarball unless the image exists."""
+    if not rebuild:
+        try:
+            image = client.images.get(tag)
+            say(f"base image {tag} is present ({image.short_id}); reusing it")
+            return tag
+        except docker.errors.ImageNotFound:
+            pass
+    tarball = cache_dir / f"rootfs-{SUITE}-python3.tar"
+    if rebuild or not tarball.is_file():
+        make_rootfs_tarball(tarball, say)
+    else:
+        say(f"reusing the cached rootfs {tarball}")
+    repo, _, version = tag.rpartition(":")
+    say(f"docker import {tarball} -> {tag}")
+    try:
+        client.api.import_image_from_file(str(tarball), repository=repo, tag=version, changes=IMPORT_CHANGES)
+        client.images.get(tag)
+    except docker.errors.DockerException as exc:
+        msg = f"Importing {tarball} as {tag} failed: {exc}"
+        raise ClipperException(msg) from exc
+    return tag

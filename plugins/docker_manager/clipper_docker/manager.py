@@ -1,0 +1,379 @@
+"""``DockerContainerManager``: a Clipper cluster whose Redis, frontends and model replicas are Docker containers.
+
+Same constructor, labels, container names and behaviour as the original (reference §6.3), with these changes:
+``docker_network="host"`` is supported (every container uses host networking and binds the constructor's ports on
+127.0.0.1 — what the tests use); ports are never silently replaced by random ones (a taken port is an error);
+stopped containers are also removed; model replicas restart on failure; no Prometheus/exporter/fluentd containers
+are started (the query frontend serves ``/metrics`` itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, ClassVar
+
+import docker
+import docker.errors
+
+from clipper_core import __version__
+from clipper_core.container_manager import (
+    CLIPPER_DOCKER_LABEL,
+    CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
+    CLIPPER_MODEL_CONTAINER_LABEL,
+    CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
+    ContainerManager,
+    model_label,
+    validate_model_name,
+)
+from clipper_core.errors import ClipperException
+from clipper_docker import _dockerapi as api
+from clipper_docker._build import build_model_image
+from clipper_docker._services import (
+    MGMT_PORT_LABEL,
+    NETWORK_LABEL,
+    QUERY_PORT_LABEL,
+    REDIS_IP_LABEL,
+    REDIS_PORT_LABEL,
+    RPC_PORT_LABEL,
+    check_ports,
+    ensure_network,
+    in_network_port,
+    start_services,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE_SIZE = 33554432
+
+
+class _ClusterAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['cluster']}] {msg}", kwargs  # type: ignore[index]
+
+
+class DockerContainerManager(ContainerManager):
+    """Runs one Clipper cluster on a Docker daemon; every container carries ``ai.clipper.container.label``."""
+
+    PLUGIN_NAME: ClassVar[str] = "docker"
+
+    def __init__(
+        self,
+        cluster_name: str = "default-cluster",
+        docker_ip_address: str = "localhost",
+        use_centralized_log: bool = False,
+        fluentd_port: int = 24224,
+        clipper_query_port: int = 1337,
+        clipper_management_port: int = 1338,
+        clipper_rpc_port: int = 7000,
+        redis_ip: str | None = None,
+        redis_port: int = 6379,
+        prometheus_port: int = 9090,
+        docker_network: str = "clipper_network",
+        extra_container_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.cluster_name = validate_model_name(cluster_name, "cluster name")
+        self.cluster_identifier = cluster_name
+        self.docker_ip_address = docker_ip_address
+        self.centralize_log = bool(use_centralized_log)
+        self.logging_system_instance: Any = None
+        self.log_config: dict[str, Any] = {"type": "json-file"}
+        self.fluentd_port = int(fluentd_port)
+        self.clipper_query_port = int(clipper_query_port)
+        self.clipper_management_port = int(clipper_management_port)
+        self.clipper_rpc_port = int(clipper_rpc_port)
+        self.redis_ip = redis_ip
+        self.redis_port = int(redis_port)
+        self.prometheus_port = int(prometheus_port)
+        self.docker_network = docker_network
+        extra = dict(extra_container_kwargs or {})
+        user_labels = dict(extra.pop("labels", None) or {})
+        for key in ("network", "network_mode", "detach", "name"):
+            extra.pop(key, None)  # always set by the manager
+        self.extra_container_kwargs = extra
+        self.common_labels = {**user_labels, CLIPPER_DOCKER_LABEL: cluster_name}
+        #: Image of the Redis container (start_clipper has no parameter for it, as in the original).
+        self.redis_image = os.environ.get("CLIPPER_REDIS_IMAGE") or (
+            f"{os.environ.get('CLIPPER_REGISTRY', 'clipper')}/redis:{__version__}"
+        )
+        self.start_timeout = 120.0
+        self.deploy_timeout = 120.0
+        self.stop_timeout = 10
+        self.log = _ClusterAdapter(logger, {"cluster": cluster_name})
+        self._docker_client: docker.DockerClient | None = None
+
+    # -- docker client and queries ------------------------------------------------------------------
+
+    @property
+    def docker_client(self) -> docker.DockerClient:
+        """The Docker SDK client (connected on first use; raises a ClipperException when no daemon answers)."""
+        if self._docker_client is None:
+            self._docker_client = api.connect_docker()
+        return self._docker_client
+
+    @docker_client.setter
+    def docker_client(self, client: docker.DockerClient) -> None:
+        self._docker_client = client
+
+    @property
+    def host_network(self) -> bool:
+        return self.docker_network == "host"
+
+    def _containers(self, *labels: str, all: bool = True) -> list[Any]:  # noqa: A002 - the SDK's name
+        filters = {"label": [f"{CLIPPER_DOCKER_LABEL}={self.cluster_name}", *labels]}
+        with api.docker_errors("Listing containers"):
+            found = self.docker_client.containers.list(all=all, filters=filters)
+        return list(found)
+
+    def _live(self, *labels: str) -> list[Any]:
+        return [c for c in self._containers(*labels) if c.status in api.LIVE_STATES]
+
+    def _model_containers(self, name: str, version: str) -> list[Any]:
+        return self._live(f"{CLIPPER_MODEL_CONTAINER_LABEL}={model_label(name, str(version))}")
+
+    def _query_container(self) -> Any | None:
+        found = self._containers(CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL, all=False)
+        return found[0] if found else None
+
+    # -- addresses ----------------------------------------------------------------------------------
+
+    def get_admin_addr(self) -> str:
+        return f"{self.docker_ip_address}:{self.clipper_management_port}"
+
+    def get_query_addr(self) -> str:
+        return f"{self.docker_ip_address}:{self.clipper_query_port}"
+
+    def get_metric_addr(self) -> str:
+        return self.get_query_addr()  # the query frontend serves /metrics itself; no Prometheus container
+
+    def is_running(self) -> bool:
+        return self._query_container() is not None
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(
+            {
+                "running": self.is_running(),
+                "docker_network": self.docker_network,
+                "rpc_port": self.clipper_rpc_port,
+                "redis": f"{self.redis_ip or self.docker_ip_address}:{self.redis_port}",
+                "external_redis": bool(self.redis_ip),
+                "containers": {c.name: c.status for c in self._containers()},
+            }
+        )
+        return info
+
+    # -- start / connect / stop ---------------------------------------------------------------------
+
+    def container_kwargs(self, labels: dict[str, str], ports: dict[str, int] | None = None) -> dict[str, Any]:
+        """``containers.run`` keyword arguments: extra_container_kwargs, labels, network (and published ports)."""
+        kwargs: dict[str, Any] = {**self.extra_container_kwargs, "labels": {**self.common_labels, **labels}}
+        if self.host_network:
+            kwargs["network_mode"] = "host"
+        else:
+            kwargs["network"] = self.docker_network
+            if ports:
+                kwargs["ports"] = ports
+        kwargs.setdefault("init", True)  # PID 1 forwards SIGTERM, so stop() is quick
+        return kwargs
+
+    def start_clipper(
+        self,
+        query_frontend_image: str,
+        mgmt_frontend_image: str,
+        frontend_exporter_image: str = "",
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        qf_http_thread_pool_size: int = 1,
+        qf_http_timeout_request: int = 5,
+        qf_http_timeout_content: int = 300,
+        num_frontend_replicas: int = 1,
+    ) -> None:
+        if num_frontend_replicas != 1:
+            msg = "Docker container manager's query frontend scale-out is not supported yet (num_frontend_replicas)"
+            raise ClipperException(msg)
+        if self.centralize_log:
+            msg = "use_centralized_log (fluentd) is not supported by this DockerContainerManager; use get_logs()"
+            raise ClipperException(msg)
+        if self._containers(all=False):
+            msg = (
+                f"Cluster {self.cluster_name} cannot be started because it already exists. "
+                "Please use ClipperConnection.connect() to connect to it."
+            )
+            raise ClipperException(msg)
+        leftovers = self._containers()  # exited containers of an earlier run of this cluster
+        if leftovers:
+            self.log.info("removing %d stopped containers of an earlier run", len(leftovers))
+            with api.docker_errors("Removing stopped containers"):
+                api.stop_and_remove(leftovers, graceful=False)
+        images = [query_frontend_image, mgmt_frontend_image] + ([self.redis_image] if self.redis_ip is None else [])
+        for image in images:
+            api.ensure_image(self.docker_client, image)
+        check_ports(self)
+        ensure_network(self)
+        started: list[Any] = []
+        try:
+            with api.docker_errors(f"Starting Clipper cluster {self.cluster_name}"):
+                start_services(
+                    self, started, query_frontend_image, mgmt_frontend_image, cache_size, qf_http_timeout_content
+                )
+        except BaseException:
+            self.log.warning("start-up failed; removing the %d containers started", len(started))
+            try:
+                api.stop_and_remove(started, graceful=False)
+            except Exception as exc:  # keep the original error
+                self.log.warning("cleanup after a failed start: %s", exc)
+            raise
+        self.log.info("Clipper is running (query %s, admin %s)", self.get_query_addr(), self.get_admin_addr())
+
+    def connect(self) -> None:
+        query = self._query_container()
+        if query is None:
+            msg = (
+                f"Clipper cluster '{self.cluster_name}' is not running on this Docker daemon (no running query "
+                f"frontend container labelled {CLIPPER_DOCKER_LABEL}={self.cluster_name}). Start it with "
+                "ClipperConnection(DockerContainerManager(...)).start_clipper()."
+            )
+            raise ClipperException(msg)
+        labels = query.labels
+        try:
+            self.clipper_query_port = int(labels[QUERY_PORT_LABEL])
+            self.clipper_rpc_port = int(labels[RPC_PORT_LABEL])
+            mgmt = self._containers(CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL, all=False)
+            mgmt_port = mgmt[0].labels.get(MGMT_PORT_LABEL) if mgmt else labels.get(MGMT_PORT_LABEL)
+            self.clipper_management_port = int(mgmt_port)
+            self.redis_port = int(labels.get(REDIS_PORT_LABEL, self.redis_port))
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"Container {query.name} of cluster {self.cluster_name} lacks the port labels: {exc}"
+            raise ClipperException(msg) from exc
+        self.redis_ip = labels.get(REDIS_IP_LABEL) or None
+        self.docker_network = labels.get(NETWORK_LABEL, self.docker_network)
+        self.log.info("connected (query %s, admin %s)", self.get_query_addr(), self.get_admin_addr())
+
+    def stop_all(self, graceful: bool = True) -> None:
+        containers = self._containers()
+        order = {"model": 0, "query": 1, "mgmt": 2, "redis": 3}
+
+        def rank(c: Any) -> int:
+            labels = c.labels
+            if CLIPPER_MODEL_CONTAINER_LABEL in labels:
+                return order["model"]
+            if CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL in labels:
+                return order["query"]
+            return order["mgmt"] if CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL in labels else order["redis"]
+
+        with api.docker_errors(f"Stopping cluster {self.cluster_name}"):
+            for level in sorted(set(order.values())):
+                api.stop_and_remove([c for c in containers if rank(c) == level], graceful, self.stop_timeout)
+        self.log.info("stopped and removed %d containers", len(containers))
+
+    # -- models -------------------------------------------------------------------------------------
+
+    def build_model(
+        self,
+        name: str,
+        version: str,
+        model_data_path: str,
+        base_image: str,
+        container_registry: str | None = None,
+        pkgs_to_install: list[str] | None = None,
+    ) -> str:
+        version = validate_model_name(str(version), "model version")
+        validate_model_name(name)
+        return build_model_image(
+            self.docker_client,
+            self.cluster_identifier,
+            name,
+            version,
+            model_data_path,
+            base_image,
+            container_registry,
+            pkgs_to_install,
+            network_mode="host" if self.host_network else None,
+        )
+
+    def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> None:
+        self.set_num_replicas(name, version, input_type, image, num_replicas)
+
+    def get_num_replicas(self, name: str, version: str) -> int:
+        return len(self._model_containers(name, version))
+
+    def set_num_replicas(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> None:
+        version = str(version)
+        num_replicas = int(num_replicas)
+        if num_replicas < 0:
+            msg = f"num_replicas must be >= 0, got {num_replicas}"
+            raise ClipperException(msg)
+        current = self._model_containers(name, version)
+        if len(current) > num_replicas:
+            surplus = sorted(current, key=lambda c: c.attrs.get("Created", ""))[num_replicas:]
+            self.log.info("stopping %d replicas of %s:%s", len(surplus), name, version)
+            with api.docker_errors(f"Stopping replicas of {name}:{version}"):
+                api.stop_and_remove(surplus, True, self.stop_timeout)
+            return
+        missing = num_replicas - len(current)
+        if missing <= 0:
+            return
+        query = self._query_container()
+        if query is None:
+            msg = (
+                f"Clipper cluster '{self.cluster_name}' is not running (no query frontend container), so replicas "
+                f"of {name}:{version} would have nothing to connect to. Start it with start_clipper()."
+            )
+            raise ClipperException(msg)
+        api.ensure_image(self.docker_client, image, "model image")
+        added: list[Any] = []
+        try:
+            with api.docker_errors(f"Starting replicas of {name}:{version}"):
+                for _ in range(missing):
+                    added.append(self._add_replica(name, version, input_type, image, query))
+                api.wait_for(
+                    added, api.container_ready, f"Model {name}:{version}", self.deploy_timeout, failed=api.model_failed
+                )
+        except BaseException:
+            try:
+                api.stop_and_remove(added, graceful=False)
+            except Exception as exc:
+                self.log.warning("cleanup of failed replicas: %s", exc)
+            raise
+        self.log.info("%s:%s now has %d replicas", name, version, num_replicas)
+
+    def _add_replica(self, name: str, version: str, input_type: str, image: str, query: Any) -> Any:
+        env = {
+            "CLIPPER_MODEL_NAME": name,
+            "CLIPPER_MODEL_VERSION": version,
+            "CLIPPER_INPUT_TYPE": input_type,
+        }
+        if self.host_network:
+            env.update(CLIPPER_IP="127.0.0.1", CLIPPER_PORT=str(self.clipper_rpc_port))
+        else:
+            env.update(CLIPPER_IP=query.name, CLIPPER_PORT=str(in_network_port("rpc")))
+        kwargs = self.container_kwargs({CLIPPER_MODEL_CONTAINER_LABEL: model_label(name, version)})
+        kwargs["environment"] = {**(kwargs.get("environment") or {}), **env}
+        kwargs.setdefault("restart_policy", {"Name": "on-failure"})
+        return api.run_container(self.docker_client, f"{name}_{version}", image, **kwargs)
+
+    def stop_models(self, models: dict[str, list[str]]) -> None:
+        victims = [c for name, versions in models.items() for v in versions for c in self._model_containers(name, v)]
+        with api.docker_errors("Stopping model containers"):
+            api.stop_and_remove(victims, True, self.stop_timeout)
+
+    def stop_all_model_containers(self) -> None:
+        with api.docker_errors("Stopping model containers"):
+            api.stop_and_remove(self._containers(CLIPPER_MODEL_CONTAINER_LABEL), True, self.stop_timeout)
+
+    # -- logs ---------------------------------------------------------------------------------------
+
+    def get_logs(self, logging_dir: str) -> list[str]:
+        if self.centralize_log:
+            raise NotImplementedError("get_logs with use_centralized_log (fluentd) is not supported")
+        os.makedirs(logging_dir, exist_ok=True)
+        paths = []
+        with api.docker_errors("Reading container logs"):
+            for c in self._containers():
+                image_id = str(c.attrs.get("Image", ""))  # c.image would fail once the image is deleted
+                short = image_id[:17] if image_id.startswith("sha256:") else image_id[:10]
+                path = os.path.join(logging_dir, f"image_{short}:container_{c.short_id}.log")
+                with open(path, "wb") as f:
+                    f.write(c.logs(stdout=True, stderr=True))
+                paths.append(path)
+        return paths
