@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from clipper_admin import deployers
+from clipper_core import __version__
 from clipper_core.admin import (
     CLIPPER_TEMP_DIR,
     DEFAULT_LABEL,
@@ -20,7 +21,6 @@ from clipper_core.admin import (
 )
 from clipper_core.errors import ClipperException, UnconnectedException
 
-__version__ = "0.5.0"
 __registry__ = os.environ.get("CLIPPER_REGISTRY", "clipper")
 
 # name -> (module, distribution to pip install, or None for clipper-core itself)

@@ -36,6 +36,7 @@ DEFAULT_POLICY = "DefaultOutputSelectionPolicy"
 CURRENT_VERSION_PREFIX = "CURRENT_MODEL_VERSION:"
 REPLICA_COUNTER_PREFIX = "REPLICA_ID_COUNTER:"
 CONFIG_EPOCH_KEY = "CONFIG_EPOCH"  # bumped after every management mutation (read-your-writes for clients)
+CONFIG_EPOCH_CHANNEL = "clipper:config_epoch"
 NO_CONTAINER = "NO_CONTAINER"
 PROHIBITED_CHARS = (",", ":")
 
@@ -233,7 +234,15 @@ class ConfigStore:
     # -- configuration epoch --------------------------------------------------------------------------
 
     async def bump_epoch(self) -> int:
-        return int(await self.db(METADATA_DB).incr(CONFIG_EPOCH_KEY))
+        """Count one more applied mutation and announce its number on :data:`CONFIG_EPOCH_CHANNEL`.
+
+        The announcement carries the number itself and is published after the mutation's keyspace events, so a
+        subscriber that has handled it has handled every change up to that epoch (reading the key back instead
+        could report a later epoch whose events are still queued).
+        """
+        epoch = int(await self.db(METADATA_DB).incr(CONFIG_EPOCH_KEY))
+        await self.db(METADATA_DB).publish(CONFIG_EPOCH_CHANNEL, str(epoch))
+        return epoch
 
     async def get_epoch(self) -> int:
         raw = await self.db(METADATA_DB).get(CONFIG_EPOCH_KEY)

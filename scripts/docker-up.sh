@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure a Docker daemon answers, for the Docker container manager's tests (DESIGN.md §5).
 #
-# - When run as root and docker.io / debootstrap / docker-registry are missing, installs them with apt-get.
+# - When run as root and docker.io / debootstrap / docker-registry are missing, installs them with apt-get, with a
+#   temporary /usr/sbin/policy-rc.d (unless one exists) so that the packages do not start their own services.
 # - When no daemon answers, starts `dockerd --bridge=none --iptables=false` in the background and records its PID in
 #   $CLIPPER_DOCKER_PIDFILE (default /run/clipper-docker/dockerd.pid), so that scripts/docker-down.sh stops only
 #   what this script started. A daemon that was already running is left alone.
@@ -17,6 +18,16 @@ say() { echo "docker-up: $*" >&2; }
 
 daemon_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
+POLICY_RC_D=/usr/sbin/policy-rc.d
+POLICY_RC_D_OURS=0
+
+remove_policy_rc_d() {
+    if [ "$POLICY_RC_D_OURS" = 1 ]; then
+        rm -f "$POLICY_RC_D"
+        POLICY_RC_D_OURS=0
+    fi
+}
+
 install_missing() {
     local missing=()
     command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
@@ -31,9 +42,20 @@ install_missing() {
     say "installing ${missing[*]} (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    # policy-rc.d keeps the package from starting its own daemon: we start (and stop) exactly one ourselves.
+    # policy-rc.d (exit 101 = "action forbidden") keeps the packages' maintainer scripts from starting the distro's
+    # dockerd (with a bridge and iptables rules) under an init system: we start (and stop) exactly one ourselves.
+    # An existing policy-rc.d is left as it is; one written here is removed afterwards, also on failure.
+    if [ ! -e "$POLICY_RC_D" ]; then
+        trap remove_policy_rc_d EXIT
+        trap 'exit 1' INT TERM HUP  # so that the EXIT trap runs on these too
+        printf '#!/bin/sh\nexit 101\n' >"$POLICY_RC_D"
+        chmod +x "$POLICY_RC_D"
+        POLICY_RC_D_OURS=1
+    fi
     # shellcheck disable=SC2046  # one word per package
     apt-get install -y -qq $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+    remove_policy_rc_d
+    trap - EXIT INT TERM HUP
 }
 
 install_missing

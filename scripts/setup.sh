@@ -9,16 +9,25 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null
     echo "Python 3.10 or newer is required (found: $("$PYTHON" --version 2>&1))" >&2
     exit 1
 fi
-if ! "$PYTHON" -m venv --help >/dev/null 2>&1; then
+# Debian ships the venv module without ensurepip (that is in python3-venv); check for what venv really needs.
+if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+        echo "==> installing python3-venv (apt-get)"
+        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
     else
-        echo "python3 -m venv is not available; install python3-venv" >&2
+        echo "python3 cannot create virtualenvs (no ensurepip); install python3-venv" >&2
         exit 1
     fi
 fi
 
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+    rm -rf .venv
+    if ! "$PYTHON" -m venv .venv; then
+        rm -rf .venv
+        echo "could not create .venv with $PYTHON" >&2
+        exit 1
+    fi
+fi
 stamp=.venv/.clipper-installed
 inputs=$(cat pyproject.toml frontend/pyproject.toml plugins/*/pyproject.toml tests/plugins/*/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$inputs" ]; then

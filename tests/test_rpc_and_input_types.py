@@ -46,6 +46,12 @@ def test_malformed_messages_raise_protocol_error() -> None:
         rpc.parse_container_message([b"x"])
     with pytest.raises(rpc.ProtocolError, match="no RPC version"):
         rpc.parse_container_message([b"", struct.pack("<I", 0), b"m", b"1", b"3"])
+    with pytest.raises(rpc.ProtocolError):  # a msg id frame that is not 4 bytes
+        rpc.parse_container_message([b"", struct.pack("<I", 1), b"xx", struct.pack("<Q", 8), struct.pack("<Q", 0)])
+    with pytest.raises(rpc.ProtocolError):  # a model name that is not UTF-8
+        rpc.parse_container_message([b"", struct.pack("<I", 0), b"\xff\xfe", b"1", b"3", struct.pack("<I", 3)])
+    with pytest.raises(rpc.ProtocolError):
+        rpc.parse_frontend_message([b"", b"\x03"])
     with pytest.raises(rpc.ProtocolError, match="version 2"):
         rpc.parse_frontend_message([b"", struct.pack("<I", 2), struct.pack("<I", 2), struct.pack("<I", 0)])
 

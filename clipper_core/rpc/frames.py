@@ -113,8 +113,17 @@ class PredictionResponse:
 def parse_container_message(frames: Sequence[bytes]) -> NewContainer | PredictionResponse | None:
     """Parse what a container sent (frames start at the empty delimiter). ``None`` means a heartbeat.
 
-    :raises ProtocolError: the message is malformed.
+    :raises ProtocolError: the message is malformed (never anything else, whatever the bytes).
     """
+    try:
+        return _parse_container_message(frames)
+    except (struct.error, UnicodeDecodeError, ValueError, IndexError) as exc:
+        if isinstance(exc, ProtocolError):
+            raise
+        raise ProtocolError(f"malformed message: {exc}") from exc
+
+
+def _parse_container_message(frames: Sequence[bytes]) -> NewContainer | PredictionResponse | None:
     if len(frames) < 2 or frames[0] != EMPTY or len(frames[1]) != 4:
         raise ProtocolError("message does not start with an empty delimiter and a u32 message type")
     mtype = _U32.unpack(frames[1])[0]
@@ -201,8 +210,17 @@ class PredictRequest:
 def parse_frontend_message(frames: Sequence[bytes]) -> HeartbeatToContainer | PredictRequest:
     """Parse what the frontend sent to a container (frames start at the empty delimiter).
 
-    :raises ProtocolError: the message is malformed or of another RPC version.
+    :raises ProtocolError: the message is malformed or of another RPC version (never anything else).
     """
+    try:
+        return _parse_frontend_message(frames)
+    except (struct.error, UnicodeDecodeError, ValueError, IndexError) as exc:
+        if isinstance(exc, ProtocolError):
+            raise
+        raise ProtocolError(f"malformed message: {exc}") from exc
+
+
+def _parse_frontend_message(frames: Sequence[bytes]) -> HeartbeatToContainer | PredictRequest:
     if len(frames) < 3 or frames[0] != EMPTY:
         raise ProtocolError("message does not start with an empty delimiter")
     version = _U32.unpack(frames[1])[0]

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
 from clipper_core.config_store import ConfigStore
 
 logger = logging.getLogger(__name__)
+
+_RETRY_INTERVAL = 1.0
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -45,18 +52,40 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         uvloop.run(runner())
 
 
+async def _probe(host: str, port: int, timeout: float) -> None:
+    """One PING on a throw-away connection without redis-py's retries and backoff (which make a refused attempt
+    take ~4 s), so attempts really come once per interval."""
+    probe = aioredis.Redis(host=host, port=port, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+    try:
+        await probe.ping()
+    finally:
+        await probe.aclose()
+
+
 async def connect_redis(host: str, port: int, stop: asyncio.Event | None = None) -> ConfigStore:
-    """Retry every second until Redis answers, as the original frontends do."""
+    """Retry every second until Redis answers, as the original frontends do.
+
+    The first failure (and any failure with a different cause) is logged at WARNING, repeats at DEBUG. When ``stop``
+    is set while waiting, the last connection error is raised.
+    """
     store = ConfigStore(host, port)
-    warned = False
+    last: str | None = None
     while True:
         try:
+            await _probe(host, port, _RETRY_INTERVAL)
             await store.ping()
             return store
-        except Exception as exc:
-            if not warned:
-                logger.warning("waiting for Redis at %s:%d (%s)", host, port, exc)
-                warned = True
-            if stop is not None and stop.is_set():
+        except Exception as exc:  # noqa: BLE001 - anything but an answer means "not yet"
+            cause = str(exc)
+            level = logging.DEBUG if cause == last else logging.WARNING
+            last = cause
+            logger.log(level, "failed to connect to Redis at %s:%d (%s). Retrying in 1 second...", host, port, cause)
+            if stop is None:
+                await asyncio.sleep(_RETRY_INTERVAL)
+                continue
+            if not stop.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _RETRY_INTERVAL)
+            if stop.is_set():
+                await store.close()
                 raise
-            await asyncio.sleep(1)

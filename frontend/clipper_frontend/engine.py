@@ -42,6 +42,10 @@ class TaskDropped(Exception):
     """The task expired in the queue or its model went away before it could be sent."""
 
 
+class NoReplica(Exception):
+    """The last replica of the task's model version went away before the task could be sent."""
+
+
 class Task:
     __slots__ = ("deadline", "payload", "future", "key", "enqueued", "attempts")
 
@@ -189,6 +193,8 @@ class Engine:
         self.seq = itertools.count()
         self.msg_ids = itertools.count()
         self.sender: Callable[[Replica, int, list[bytes]], bool] | None = None
+        #: whether a model version is registered (plugged in by the frontend from its cluster view)
+        self.is_registered: Callable[[str, str], bool] = lambda name, version: True
         self.m_lookups = metrics.counter("internal:prediction_cache_lookups")
         self.m_hit_ratio = metrics.ratio_counter("internal:prediction_cache_hit_ratio")
         self.m_agg_throughput = metrics.meter("internal:aggregate_model_throughput")
@@ -219,6 +225,7 @@ class Engine:
             q.replicas.remove(replica)
         # In-flight work of a dead replica goes back to the queue if its deadline still allows.
         now = self.loop.time()
+        gone = f"replica {replica.replica_id} of {replica.name}:{replica.version} disconnected"
         for msg_id in [m for m, entry in self.inflight.items() if entry[0] is replica]:
             _, queue, tasks, _ = self.inflight.pop(msg_id)
             for task in tasks:
@@ -227,13 +234,25 @@ class Engine:
                 if task.deadline > now and queue.replicas:
                     queue.push(task)
                 else:
-                    task.future.set_result(ModelError(f"replica {replica.replica_id} of {replica.name}:{replica.version} disconnected"))
+                    task.future.set_result(ModelError(gone))
+        if q is not None and not q.replicas:
+            # Nobody is left to pull: queued queries learn it now rather than at their deadline.
+            q.fail_all(lambda: NoReplica(gone))
+            if not self.is_registered(q.name, q.version):
+                self._forget(q)
 
     def remove_model(self, name: str, version: str) -> None:
         q = self.queues.get((name, version))
         if q is not None:
             q.fail_all(lambda: TaskDropped("model version was removed"))
+            if not q.replicas:
+                self._forget(q)
         self.cache.drop_model(name, version)
+
+    def _forget(self, q: ModelQueue) -> None:
+        """Drop a queue nobody serves for a model nobody registered, with its metrics."""
+        del self.queues[(q.name, q.version)]
+        self.metrics.remove_prefix(f"model:{q.name}:{q.version}:")
 
     def has_replicas(self, name: str, version: str) -> bool:
         q = self.queues.get((name, version))

@@ -15,21 +15,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 import tornado.web
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from clipper_core.config_store import ConfigStore
 from clipper_core.container_manager import CLIPPER_MANAGEMENT_PORT, REDIS_PORT
 from clipper_core.errors import ClipperException
+from clipper_frontend._serve import connect_redis, run, setup_logging
 from clipper_frontend.management_ops import ManagementOps
 
 logger = logging.getLogger(__name__)
@@ -133,29 +130,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def wait_for_redis(store: ConfigStore, interval: float = 1.0) -> None:
-    """Retry every ``interval`` seconds until Redis answers, as the original does."""
-    while True:
-        # A probe without redis-py's built-in retries/backoff, so attempts really come once per interval.
-        probe = aioredis.Redis(
-            host=store.host, port=store.port, socket_connect_timeout=interval, retry=Retry(NoBackoff(), 0)
-        )
-        try:
-            await probe.ping()
-            await store.ping()
-            return
-        except (RedisError, OSError) as e:
-            logger.error(
-                "Management frontend failed to connect to Redis at %s:%d (%s). Retrying in 1 second...",
-                store.host,
-                store.port,
-                e,
-            )
-            await asyncio.sleep(interval)
-        finally:
-            await probe.aclose()
-
-
 def load_input_types() -> Any:
     """The input types of every installed plugin; the built-ins alone if the plugin set cannot be loaded.
 
@@ -172,20 +146,18 @@ def load_input_types() -> Any:
         return InputTypeRegistry([(t.name, t) for t in BUILTIN_INPUT_TYPES])
 
 
-async def serve(args: argparse.Namespace) -> None:
-    store = ConfigStore(args.redis_ip, args.redis_port)
-    await wait_for_redis(store)
+async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    try:
+        store = await connect_redis(args.redis_ip, args.redis_port, stop)
+    except Exception:
+        if stop.is_set():  # SIGTERM/SIGINT while still waiting for Redis
+            logger.info("Management frontend stopped before Redis answered")
+            return
+        raise
     logger.info("Connected to Redis at %s:%d", args.redis_ip, args.redis_port)
     app = make_management_app(store, load_input_types())
     server = app.listen(args.port, address=args.host, xheaders=False)
     logger.info("Management frontend listening on %s:%d", args.host, args.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
-            pass
     await stop.wait()
     logger.info("Management frontend shutting down")
     server.stop()
@@ -193,31 +165,10 @@ async def serve(args: argparse.Namespace) -> None:
     await store.close()
 
 
-def run(coro: Coroutine[Any, Any, None]) -> None:
-    """``asyncio.run`` on uvloop when it is installed."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-        return
-    if hasattr(uvloop, "run"):
-        uvloop.run(coro)
-    else:  # pragma: no cover - uvloop < 0.18
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        asyncio.run(coro)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
-    )
-    try:
-        run(serve(args))
-    except KeyboardInterrupt:
-        pass
+    setup_logging(args.log_level)
+    run(lambda stop: serve(args, stop))
     return 0
 
 

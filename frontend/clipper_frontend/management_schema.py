@@ -12,8 +12,7 @@ from typing import Any
 import orjson
 
 from clipper_core.errors import ManagementError
-
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+from clipper_core.input_types import INT32_MAX, INT32_MIN, json_type_name
 
 # Schema texts, byte for byte as the original's (including their stray commas).
 ADD_APPLICATION_JSON_SCHEMA = """
@@ -96,23 +95,6 @@ SELECTION_JSON_SCHEMA = """
 
 class JsonRequestError(ManagementError):
     """The request body is not valid JSON or does not match the endpoint's schema."""
-
-
-def json_type_name(value: Any) -> str:
-    """rapidjson's ``kTypeNames`` for a decoded value."""
-    if value is None:
-        return "Null"
-    if value is True:
-        return "True"
-    if value is False:
-        return "False"
-    if isinstance(value, dict):
-        return "Object"
-    if isinstance(value, list):
-        return "Array"
-    if isinstance(value, str):
-        return "String"
-    return "Number"
 
 
 def parse_body(raw: bytes) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from clipper_core.errors import InputDecodeError
-from clipper_frontend.engine import Engine, ModelError
+from clipper_frontend.engine import Engine, ModelError, NoReplica
 from clipper_frontend.metrics import MetricsRegistry
 from clipper_frontend.state import AppInfo, ClusterView, parse_output
 
@@ -62,6 +62,11 @@ class QueryProcessor:
         self.loop = engine.loop
         self.query_ids = itertools.count()
         self._app_metrics: dict[str, _AppMetrics] = {}
+
+    def forget_app(self, app: str) -> None:
+        """Drop a deleted application's metrics."""
+        if self._app_metrics.pop(app, None) is not None:
+            self.metrics.remove_prefix(f"app:{app}:")
 
     def app_metrics(self, app: str) -> _AppMetrics:
         m = self._app_metrics.get(app)
@@ -204,7 +209,12 @@ class QueryProcessor:
             value = result.result()
             if type(value) is str:
                 return {"query_id": qid, "output": parse_output(value), "default": False}
-            explanation = f"Model error: {value}" if isinstance(value, ModelError) else SLO_MISSED
+            if isinstance(value, ModelError):
+                explanation = f"Model error: {value}"
+            elif isinstance(value, NoReplica):
+                explanation = NO_CONNECTED_MODELS
+            else:
+                explanation = SLO_MISSED
         m.default_ratio.numerator += 1
         return {"query_id": qid, "output": app.default_value, "default": True, "default_explanation": explanation}
 

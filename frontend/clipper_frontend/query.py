@@ -143,6 +143,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event, input_types: Inpu
     rpc = RPCServer(engine, store, view, input_types, args.host, args.rpc_port, args.activity_timeout)
     await rpc.start()
     processor = QueryProcessor(view, engine, metrics)
+    view.on_app_removed.append(processor.forget_app)
+    engine.is_registered = lambda name, version: (name, version) in view.models
     if args.http_server == "fast":
         from clipper_frontend.fast_http import Routes, start_server
 

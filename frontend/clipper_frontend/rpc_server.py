@@ -133,15 +133,17 @@ class RPCServer:
                     pass
             try:
                 msg = rpc.parse_container_message(frames)
+                if msg is None:
+                    self._send(identity, _HB_KEEPALIVE if identity in self.replicas else _HB_METADATA)
+                elif type(msg) is rpc.PredictionResponse:
+                    self.engine.on_response(msg.msg_id, msg.outputs)
+                elif type(msg) is rpc.NewContainer:
+                    self._on_new_container(identity, msg)
             except rpc.ProtocolError as exc:
                 logger.error("malformed RPC message from %r: %s", identity, exc)
-                continue
-            if msg is None:
-                self._send(identity, _HB_KEEPALIVE if identity in self.replicas else _HB_METADATA)
-            elif type(msg) is rpc.PredictionResponse:
-                self.engine.on_response(msg.msg_id, msg.outputs)
-            elif type(msg) is rpc.NewContainer:
-                self._on_new_container(identity, msg)
+            except Exception:
+                # Whatever went wrong with one message, the loop must go on reading the ones behind it.
+                logger.exception("error handling an RPC message from %r", identity)
 
     def _drain_monitor(self) -> None:
         mon = self.monitor

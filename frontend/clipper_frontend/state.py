@@ -16,7 +16,7 @@ import orjson
 from clipper_core.config_store import (
     APP_MODEL_LINKS_DB,
     APPLICATION_DB,
-    CONFIG_EPOCH_KEY,
+    CONFIG_EPOCH_CHANNEL,
     CURRENT_VERSION_PREFIX,
     METADATA_DB,
     MODEL_DB,
@@ -73,6 +73,7 @@ class ClusterView:
         self.epoch = 0
         self.on_model_removed: list[Callable[[str, str], None]] = []
         self.on_model_changed: list[Callable[[ModelInfo], None]] = []
+        self.on_app_removed: list[Callable[[str], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._pubsub: Any = None
 
@@ -83,6 +84,7 @@ class ClusterView:
         await self._pubsub.psubscribe(
             *(f"__keyspace@{db}__:*" for db in (MODEL_DB, APPLICATION_DB, METADATA_DB, APP_MODEL_LINKS_DB))
         )
+        await self._pubsub.subscribe(CONFIG_EPOCH_CHANNEL)
         await self.reload_all()
         self._task = asyncio.get_running_loop().create_task(self._listen())
 
@@ -97,11 +99,23 @@ class ClusterView:
             await self._pubsub.aclose()
 
     async def reload_all(self) -> None:
+        """Re-read everything; entries that disappeared from Redis (e.g. after a Redis restart) are dropped."""
         epoch = await self.store.get_epoch()
-        for name, version in await self.store.list_models():
+        models = await self.store.list_models()
+        for name, version in set(self.models) - set(models):
+            del self.models[(name, version)]
+            for callback in self.on_model_removed:
+                callback(name, version)
+        for name, version in models:
             await self._reload_model(name, version)
         self.current_versions = await self.store.all_current_versions()
-        for app in await self.store.list_applications():
+        apps = await self.store.list_applications()
+        for gone in set(self.apps) - set(apps):
+            del self.apps[gone]
+            self.links.pop(gone, None)
+            for callback in self.on_app_removed:
+                callback(gone)
+        for app in apps:
             await self._reload_links(app)
             await self._reload_app(app)
         self.epoch = max(self.epoch, epoch)
@@ -110,7 +124,11 @@ class ClusterView:
         while True:
             try:
                 async for message in self._pubsub.listen():
-                    if message.get("type") != "pmessage":
+                    kind = message.get("type")
+                    if kind == "message":  # the epoch announcement: everything before it has been applied
+                        self.epoch = max(self.epoch, int(message["data"]))
+                        continue
+                    if kind != "pmessage":
                         continue
                     channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
                     prefix, _, key = channel.partition("__:")
@@ -122,6 +140,7 @@ class ClusterView:
                 logger.exception("lost the Redis notification stream; reloading state in 1 s")
                 await asyncio.sleep(1)
                 try:
+                    await self.store.enable_notifications()  # a restarted Redis forgets CONFIG SET
                     await self.reload_all()
                 except Exception:
                     logger.exception("state reload failed")
@@ -131,8 +150,6 @@ class ClusterView:
             await self._reload_app(key)
         elif db == APP_MODEL_LINKS_DB:
             await self._reload_links(key)
-        elif db == METADATA_DB and key == CONFIG_EPOCH_KEY:
-            self.epoch = max(self.epoch, await self.store.get_epoch())
         elif db == METADATA_DB and key.startswith(CURRENT_VERSION_PREFIX):
             name = key[len(CURRENT_VERSION_PREFIX) :]
             version = await self.store.get_current_version(name)
@@ -149,6 +166,8 @@ class ClusterView:
         if raw is None:
             if self.apps.pop(name, None) is not None:
                 logger.info("application %s removed", name)
+                for callback in self.on_app_removed:
+                    callback(name)
             return
         try:
             input_type = self.input_types.parse(raw["input_type"])

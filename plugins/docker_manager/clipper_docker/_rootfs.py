@@ -32,21 +32,72 @@ IMPORT_CHANGES = [
 ]
 
 
-def apt_mirror() -> str:
-    """The Debian mirror apt uses on this host (deb822 or one-line sources), else deb.debian.org."""
-    candidates = [Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")]
-    candidates += sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
-    candidates += sorted(Path("/etc/apt/sources.list.d").glob("*.list"))
-    for path in candidates:
+_MIRROR_SCHEMES = ("http://", "https://", "file:/")  # what debootstrap can fetch from
+_ONE_LINE = re.compile(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)(.*)$")
+
+
+def _one_line_entries(text: str) -> list[tuple[list[str], list[str], list[str]]]:
+    """``(uris, suites, components)`` of the ``deb`` lines of a one-line-style ``.list`` file."""
+    entries = []
+    for line in text.splitlines():
+        m = _ONE_LINE.match(line.split("#", 1)[0].strip())
+        if m:
+            entries.append(([m.group(1)], [m.group(2)], m.group(3).split()))
+    return entries
+
+
+def _deb822_entries(text: str) -> list[tuple[list[str], list[str], list[str]]]:
+    """``(uris, suites, components)`` of the enabled ``Types: deb`` stanzas of a deb822 ``.sources`` file."""
+    stanzas: list[dict[str, str]] = [{}]
+    key = None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        if not line.strip():
+            if stanzas[-1]:
+                stanzas.append({})
+            key = None
+        elif line[0].isspace() and key is not None:  # a continuation line
+            stanzas[-1][key] += " " + line.strip()
+        elif ":" in line:
+            key, value = line.split(":", 1)
+            key = key.strip().lower()
+            stanzas[-1][key] = value.strip()
+    entries = []
+    for st in stanzas:
+        if "deb" not in st.get("types", "").split() or st.get("enabled", "yes").strip().lower() == "no":
+            continue
+        entries.append((st.get("uris", "").split(), st.get("suites", "").split(), st.get("components", "").split()))
+    return entries
+
+
+def configured_mirror(etc_apt: Path = Path("/etc/apt"), suite: str = SUITE) -> str | None:
+    """The first URI apt on this host fetches ``suite``'s ``main`` component from, whatever its path; else None.
+
+    Reads ``sources.list`` and then ``sources.list.d/*.list`` and ``*.sources`` (deb822) in apt's order; only
+    ``deb`` entries with an http(s) or file URI count.
+    """
+    files = [etc_apt / "sources.list"]
+    parts = etc_apt / "sources.list.d"
+    files += sorted((*parts.glob("*.list"), *parts.glob("*.sources")), key=lambda f: f.name)
+    for path in files:
         try:
-            text = path.read_text()
+            text = path.read_text(errors="replace")
         except OSError:
             continue
-        for m in re.finditer(r"^(?:URIs:\s*|deb\s+(?:\[[^]]*\]\s+)?)(\S+)", text, re.MULTILINE):
-            uri = m.group(1).rstrip("/")
-            if uri.startswith("http") and uri.endswith("/debian"):
-                return uri
-    return DEFAULT_MIRROR
+        entries = _deb822_entries(text) if path.suffix == ".sources" else _one_line_entries(text)
+        for uris, suites, components in entries:
+            if suite not in suites or "main" not in components:
+                continue
+            for uri in uris:
+                if uri.startswith(_MIRROR_SCHEMES):
+                    return uri.rstrip("/")
+    return None
+
+
+def apt_mirror(etc_apt: Path = Path("/etc/apt")) -> str:
+    """The mirror this host's apt uses for Debian bookworm main (see :func:`configured_mirror`), else deb.debian.org."""
+    return configured_mirror(etc_apt) or DEFAULT_MIRROR
 
 
 def _mounts_under(root: Path) -> list[str]:

@@ -16,7 +16,7 @@ from clipper_core.container_manager import (
     CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
     CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
 )
-from clipper_core.errors import ClipperException
+from clipper_core._redis_server import check_ports as shared_check_ports
 from clipper_docker import _dockerapi as api
 
 if TYPE_CHECKING:
@@ -51,19 +51,10 @@ def check_ports(cm: DockerContainerManager) -> None:
     ]
     if cm.redis_ip is None:
         wanted.append((cm.redis_port, "Redis (redis_port)"))
-    seen: dict[int, str] = {}
     host = "127.0.0.1" if cm.host_network else "0.0.0.0"
-    for port, what in wanted:
-        if port in seen:
-            msg = f"Port {port} is configured both for {seen[port]} and for {what}"
-            raise ClipperException(msg)
-        seen[port] = what
-        if api.daemon_is_local() and not api.port_is_free(port, host):
-            msg = (
-                f"Cannot start Clipper cluster {cm.cluster_name}: port {port} for {what} is already in use. "
-                "Stop whatever uses it or choose another port."
-            )
-            raise ClipperException(msg)
+    shared_check_ports(
+        cm.cluster_name, [(port, what, host) for port, what in wanted], check_free=api.daemon_is_local()
+    )
 
 
 def ensure_network(cm: DockerContainerManager) -> None:
