@@ -98,16 +98,25 @@ def build_local_model(
         raise ClipperException(msg)
     if container_registry:
         logger.debug("container_registry %r ignored by the local container manager", container_registry)
-    paths.make_dirs()
     target = paths.model_dir(name, version)
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{version}.building-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    shutil.copytree(source, staging)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    try:
+        paths.make_dirs()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if staging.exists():
+            shutil.rmtree(staging)
+        shutil.copytree(source, staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except OSError as exc:  # includes shutil.Error (unreadable files, broken symlinks) and a full disk
+        shutil.rmtree(staging, ignore_errors=True)
+        msg = (
+            f"Building model {name}:{version} failed: could not copy {source} into the model store at {target} "
+            f"({exc}). Check that every file under {source} is readable and that {paths.models} is writable "
+            "and has free space."
+        )
+        raise ClipperException(msg) from exc
     image = image_ref(cluster_name, name, version)
     pkgs = [str(p) for p in (pkgs_to_install or [])]
     python = sys.executable

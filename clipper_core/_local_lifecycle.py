@@ -21,12 +21,14 @@ from clipper_core._local_state import (
     tail,
     wait_gone,
 )
-from clipper_core._redis_server import port_is_free
+from clipper_core._redis_server import check_ports
 from clipper_core.errors import ClipperException
 
 logger = logging.getLogger(__name__)
 
 FRONTEND_CRASH_LIMIT = 3  # start-up gives up early when a service crashed this often
+
+__all__ = ["accepts", "check_ports", "clear_stale", "stop_cluster", "wait_until_up"]
 
 
 def accepts(host: str, port: int) -> bool:
@@ -36,22 +38,6 @@ def accepts(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def check_ports(cluster_name: str, wanted: list[tuple[int, str, str]]) -> None:
-    """Raise a :class:`ClipperException` naming the first ``(port, what, host)`` that is taken or used twice."""
-    seen: dict[int, str] = {}
-    for port, what, host in wanted:
-        if port in seen:
-            msg = f"Port {port} is configured both for {seen[port]} and for {what}"
-            raise ClipperException(msg)
-        seen[port] = what
-        if not port_is_free(port, "0.0.0.0" if host in ("", "::") else host):
-            msg = (
-                f"Cannot start Clipper cluster {cluster_name}: port {port} for {what} is already in use. "
-                "Stop whatever uses it or choose another port."
-            )
-            raise ClipperException(msg)
 
 
 def wait_until_up(

@@ -1,7 +1,8 @@
 """On-disk state of a local cluster, shared by :mod:`clipper_core.local` and :mod:`clipper_core.local_supervisor`.
 
 Layout (``CLUSTER_DIR = $CLIPPER_HOME/clusters/<cluster_name>``, see docs/architecture.md):
-``cluster.json``, ``processes.json``, ``logs/``, ``models/<name>/<version>/``, ``venvs/<name>-<version>/``, ``run/``.
+``cluster.json``, ``processes.json``, ``logs/``, ``models/<name>/<version>/``, ``venvs/<name>-<version>/``, ``run/``,
+``redis/`` (the append-only file of the cluster's own Redis).
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ class ClusterPaths:
     def run(self) -> Path:
         return self.root / "run"
 
+    @property
+    def redis_data(self) -> Path:
+        """Where the cluster's own Redis persists its data, so that a restarted Redis keeps it."""
+        return self.root / "redis"
+
     def model_dir(self, name: str, version: str) -> Path:
         return self.models / name / version
 
@@ -94,7 +100,7 @@ class ClusterPaths:
         return self.run / f"{name}_{version}-{slot}.ready"
 
     def make_dirs(self) -> None:
-        for path in (self.root, self.logs, self.models, self.venvs, self.run):
+        for path in (self.root, self.logs, self.models, self.venvs, self.run, self.redis_data):
             path.mkdir(parents=True, exist_ok=True)
 
 
@@ -193,21 +199,46 @@ def is_supervisor(pid: int | None, root: Path) -> bool:
     return SUPERVISOR_MODULE in cmdline and str(root) in cmdline
 
 
+def cluster_ports(root: Path) -> list[int]:
+    """The ports configured in ``root``'s ``cluster.json`` (empty when it is missing)."""
+    config = read_json(root / "cluster.json") or {}
+    out = []
+    for key in ("redis_port", "management_port", "query_port", "rpc_port"):
+        try:
+            out.append(int(config[key]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
 def looks_like_ours(pid: int | None, root: Path) -> bool:
-    """Whether ``pid`` is a live process the supervisor of ``root`` started (or the supervisor itself)."""
+    """Whether ``pid`` is a live process the supervisor of ``root`` started (or the supervisor itself).
+
+    Every process the supervisor starts carries ``CLIPPER_CLUSTER_DIR=root`` in its environment: when the
+    environment can be read, that is the answer. Only when it cannot (another user's process, or an environment a
+    process title rewrite wiped) does the command line decide, and then it must both look like a cluster process
+    and name ``root`` or one of the cluster's ports.
+    """
     proc = _process(pid)
     if proc is None:
         return False
     try:
-        if proc.environ().get(ENV_CLUSTER_DIR) == str(root):
-            return True
+        environ = proc.environ()
+    except psutil.AccessDenied:
+        environ = {}
     except psutil.Error:
-        pass
+        return False
+    if environ:  # empty: unreadable, or wiped by a process title rewrite (older redis-server)
+        return environ.get(ENV_CLUSTER_DIR) == str(root)
     try:
         cmdline = " ".join(proc.cmdline())
     except psutil.Error:
         return False
-    return any(marker in cmdline for marker in PROCESS_MARKERS)
+    if not any(marker in cmdline for marker in PROCESS_MARKERS):
+        return False
+    if str(root) in cmdline:
+        return True
+    return any(re.search(rf"(?<!\d){port}(?!\d)", cmdline) for port in cluster_ports(root))
 
 
 def signal_pid(pid: int, sig: int) -> bool:

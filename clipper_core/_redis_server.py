@@ -35,7 +35,13 @@ def redis_server_binary() -> str:
     raise ClipperException(msg)
 
 
-def redis_command(port: int, workdir: Path, host: str = "127.0.0.1") -> list[str]:
+def redis_command(port: int, workdir: Path, host: str = "127.0.0.1", persist: bool = False) -> list[str]:
+    """The command line of a redis-server on ``host:port`` working in ``workdir``.
+
+    By default nothing is persisted (a throwaway Redis). With ``persist=True`` Redis keeps an append-only file in
+    ``workdir`` (fsynced every second), so a Redis restarted on the same ``workdir`` comes back with its data.
+    """
+    persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if persist else ["--appendonly", "no"]
     return [
         redis_server_binary(),
         "--port",
@@ -44,8 +50,7 @@ def redis_command(port: int, workdir: Path, host: str = "127.0.0.1") -> list[str
         host,
         "--save",
         "",
-        "--appendonly",
-        "no",
+        *persistence,
         "--dir",
         str(workdir),
         "--notify-keyspace-events",
@@ -69,6 +74,26 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def check_ports(cluster_name: str, wanted: list[tuple[int, str, str]], check_free: bool = True) -> None:
+    """Raise a :class:`ClipperException` naming the first ``(port, what, host)`` that is used twice or taken.
+
+    Ports configured twice are always reported; whether a port is free (bindable on ``host``, where ``""`` and
+    ``"::"`` mean every interface) is only checked when ``check_free`` is true.
+    """
+    seen: dict[int, str] = {}
+    for port, what, host in wanted:
+        if port in seen:
+            msg = f"Port {port} is configured both for {seen[port]} and for {what}"
+            raise ClipperException(msg)
+        seen[port] = what
+        if check_free and not port_is_free(port, "0.0.0.0" if host in ("", "::") else host):
+            msg = (
+                f"Cannot start Clipper cluster {cluster_name}: port {port} for {what} is already in use. "
+                "Stop whatever uses it or choose another port."
+            )
+            raise ClipperException(msg)
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:

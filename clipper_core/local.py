@@ -22,6 +22,7 @@ import redis
 from clipper_core._local_build import build_local_model
 from clipper_core._local_lifecycle import accepts, check_ports, clear_stale, stop_cluster, wait_until_up
 from clipper_core._local_state import (
+    ENV_CLUSTER_DIR,
     ClusterPaths,
     image_model_dir,
     is_supervisor,
@@ -116,6 +117,20 @@ class LocalContainerManager(ContainerManager):
             socket_timeout=2 * timeout,
         )
 
+    def _redis_unreachable(self, action: str, exc: redis.RedisError) -> ClipperException:
+        where = f"{self._redis_host}:{self.redis_port}"
+        if self.redis_ip:
+            hint = f"Check that the external Redis at {where} is up and reachable, then retry."
+        else:
+            hint = (
+                "The cluster's supervisor restarts its Redis by itself: retry in a few seconds. If it keeps failing, "
+                f"see {self.paths.logs / 'redis.log'} and {self.paths.logs / 'supervisor.log'}, or restart the "
+                "cluster with stop_all() and start_clipper()."
+            )
+        return ClipperException(
+            f"Could not {action}: the Redis of Clipper cluster '{self.cluster_name}' at {where} failed ({exc}). {hint}"
+        )
+
     def is_running(self) -> bool:
         return self._supervisor_pid() is not None
 
@@ -194,6 +209,7 @@ class LocalContainerManager(ContainerManager):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.paths.root,
+                env={**os.environ, ENV_CLUSTER_DIR: str(self.paths.root)},
                 start_new_session=True,
             )
         config.update(supervisor_pid=self._supervisor_proc.pid, state="running")
@@ -261,7 +277,7 @@ class LocalContainerManager(ContainerManager):
         if config.get("redis_ip") and is_supervisor(sup, self.paths.root):
             try:  # an external Redis outlives the cluster: forget its desired replicas, as stopped containers would
                 self._clear_desired(timeout=1.0)
-            except (redis.RedisError, ClipperException) as exc:
+            except ClipperException as exc:
                 logger.warning("could not clear the desired replicas in the external Redis: %s", exc)
         stop_cluster(self.paths, config, self._supervisor_proc, graceful)
         if config:
@@ -326,6 +342,8 @@ class LocalContainerManager(ContainerManager):
                 model_key(name, version),
                 mapping={"image": image, "input_type": input_type, "num_replicas": str(num_replicas)},
             )
+        except redis.RedisError as exc:
+            raise self._redis_unreachable(f"set {num_replicas} replicas for model {name}:{version}", exc) from exc
         finally:
             client.close()
         self._wait_for_replicas({model_key(name, version): num_replicas})
@@ -340,6 +358,8 @@ class LocalContainerManager(ContainerManager):
         client = self._redis()
         try:
             client.delete(*keys)
+        except redis.RedisError as exc:
+            raise self._redis_unreachable(f"stop models {', '.join(keys)}", exc) from exc
         finally:
             client.close()
         self._wait_for_replicas(dict.fromkeys(keys, 0))
@@ -361,6 +381,8 @@ class LocalContainerManager(ContainerManager):
             keys = list(client.scan_iter(count=1000))
             if keys:
                 client.delete(*keys)
+        except redis.RedisError as exc:
+            raise self._redis_unreachable("stop the model replicas", exc) from exc
         finally:
             client.close()
 

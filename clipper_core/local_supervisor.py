@@ -4,12 +4,19 @@ Started detached by :meth:`clipper_core.local.LocalContainerManager.start_clippe
 cluster uses an external one), the management and the query frontend, then every ~0.2 s reconciles model replica
 processes against the desired state in Redis DB 8, restarts any child that exited (with a growing back-off), and
 rewrites ``processes.json`` whenever something changed. SIGTERM/SIGINT stop every child and exit 0.
+
+The cluster's own Redis keeps an append-only file in ``CLUSTER_DIR/redis/``: a Redis that crashes and is restarted
+comes back with every application, model and desired replica count (rather than an empty DB 8, which would retire
+every replica). The supervisor empties that directory once, when it starts, so every new cluster starts clean.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +34,7 @@ from clipper_core._local_state import (
     write_json_atomic,
 )
 from clipper_core._redis_server import redis_command, wait_for_port
-from clipper_core.config_store import LOCAL_DEPLOYMENT_DB
+from clipper_core.config_store import LOCAL_DEPLOYMENT_DB, _s
 
 logger = logging.getLogger("clipper_core.local_supervisor")
 
@@ -38,8 +45,19 @@ STABLE_AFTER = 10.0  # a child that ran this long before exiting restarts with t
 STOP_GRACE = 5.0
 
 
-def _s(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+@functools.lru_cache(maxsize=4)
+def keeps_environment_with(redis_server: str) -> bool:
+    """Whether ``redis_server`` understands ``--set-proc-title no`` (Redis >= 6.2).
+
+    Otherwise Redis rewrites its process title over its environment, which then no longer shows
+    ``CLIPPER_CLUSTER_DIR`` (:func:`clipper_core._local_state.looks_like_ours` falls back to the command line).
+    """
+    try:
+        out = subprocess.run([redis_server, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    match = re.search(r"v=(\d+)\.(\d+)", out)
+    return match is not None and (int(match.group(1)), int(match.group(2))) >= (6, 2)
 
 
 class Child:
@@ -164,7 +182,13 @@ class Supervisor:
     def start_services(self) -> None:
         redis_args = ["--redis-ip", self.redis_ip, "--redis-port", str(self.redis_port)]
         if not self.external_redis:
-            self.services["redis"] = self._service("redis", redis_command(self.redis_port, self.paths.run))
+            data = self.paths.redis_data
+            shutil.rmtree(data, ignore_errors=True)  # a new cluster starts empty; restarts below keep the data
+            data.mkdir(parents=True, exist_ok=True)
+            cmd = redis_command(self.redis_port, data, persist=True)
+            if keeps_environment_with(cmd[0]):
+                cmd += ["--set-proc-title", "no"]  # keep /proc/<pid>/environ (and CLIPPER_CLUSTER_DIR) readable
+            self.services["redis"] = self._service("redis", cmd)
             self.services["redis"].start()
             try:
                 wait_for_port(self.redis_port, timeout=15.0, proc=self.services["redis"].proc)

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -24,13 +24,17 @@ class Frontend:
     rpc_port: int
     proc: subprocess.Popen
     log: Path
+    _clients: dict[int, redis.Redis] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def db(self, n: int) -> redis.Redis:
-        return redis.Redis(port=self.redis_port, db=n, decode_responses=True)
+        client = self._clients.get(n)
+        if client is None:
+            client = self._clients[n] = redis.Redis(port=self.redis_port, db=n, decode_responses=True)
+        return client
 
     def add_app(self, name: str, input_type: str = "doubles", default: str = "-1.0", slo_micros: int = 100000) -> None:
         self.db(5).hset(

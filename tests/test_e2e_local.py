@@ -10,12 +10,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
 from clipper_admin import ClipperConnection, ClipperException, LocalContainerManager
 from clipper_admin.deployers import python as python_deployer
+from clipper_core._local_state import pid_alive, read_json
 from clipper_core._redis_server import free_port
 
 pytestmark = pytest.mark.cluster
@@ -54,13 +54,6 @@ def cluster_pids(cm: LocalContainerManager) -> set[int]:
     return {p for p in pids if p}
 
 
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 @pytest.fixture
 def conn(clipper_home: Path) -> Iterator[ClipperConnection]:
     cm = LocalContainerManager(cluster_name="e2e", **ports())
@@ -71,7 +64,7 @@ def conn(clipper_home: Path) -> Iterator[ClipperConnection]:
         yield c
     finally:
         c.stop_all()
-        wait_until(lambda: not any(alive(p) for p in pids), 20, "cluster processes to exit")
+        wait_until(lambda: not any(pid_alive(p) for p in pids), 20, "cluster processes to exit")
 
 
 def predict(c: ClipperConnection, app: str, body: dict) -> dict:
@@ -125,7 +118,7 @@ def test_versions_pinning_rollback_scaling_and_restart(conn: ClipperConnection) 
     [pid] = cm.replica_pids("model", "2")
     os.kill(pid, signal.SIGKILL)
     new = wait_until(lambda: [p for p in cm.replica_pids("model", "2") if p != pid], 30, "a restarted replica")
-    assert alive(new[0])
+    assert pid_alive(new[0])
     wait_until(lambda: predict(c, "app", {"input": [time.time()]})["output"] == 2, 30, "the restarted replica to serve")
 
     c.stop_inactive_model_versions(["model"])
@@ -139,18 +132,43 @@ def test_cluster_outlives_its_starter_and_connect_reattaches(clipper_home: Path)
         "from clipper_admin import ClipperConnection, LocalContainerManager\n"
         f"ClipperConnection(LocalContainerManager(cluster_name='detached', **{p!r})).start_clipper()\n"
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=120, env=os.environ.copy())
     c = ClipperConnection(LocalContainerManager(cluster_name="detached", **p))
-    c.connect()
-    pids = cluster_pids(c.cm)
+    pids: set[int] = set()
     try:
+        subprocess.run([sys.executable, "-c", script], check=True, timeout=120, env=os.environ.copy())
+        c.connect()
+        pids = cluster_pids(c.cm)
         c.register_application("late", "doubles", "0", 1_000_000)
         python_deployer.deploy_python_closure(c, "adder", 1, "doubles", feature_sum)
         c.link_model_to_app("late", "adder")
         assert predict(c, "late", {"input": [1.5, 2.5]})["output"] == 4.0
     finally:
-        c.stop_all()
-    wait_until(lambda: not any(alive(pid) for pid in pids), 20, "no process of the cluster left")
+        LocalContainerManager(cluster_name="detached").stop_all()  # by name: also when start or connect() failed
+    wait_until(lambda: not any(pid_alive(pid) for pid in pids), 20, "no process of the cluster left")
+
+
+def test_redis_restart_keeps_apps_models_and_replicas(conn: ClipperConnection) -> None:
+    c = conn
+    cm = c.cm
+    python_deployer.create_endpoint(c, "durable", "doubles", feature_sum, slo_micros=2_000_000)
+    c.set_num_replicas("durable", 2)
+    assert predict(c, "durable", {"input": [1.0, 2.0]})["output"] == 3.0
+    apps, models, replicas = c.get_all_apps(), c.get_all_models(), cm.replica_pids("durable", "1")
+    assert len(replicas) == 2
+
+    old = read_json(cm.paths.processes_json)["redis"]
+    os.kill(old, signal.SIGKILL)
+    wait_until(
+        lambda: (read_json(cm.paths.processes_json) or {}).get("redis") not in (None, old), 30, "redis to restart"
+    )
+    wait_until(lambda: cm._redis_ping(), 30, "the restarted redis to answer")
+    wait_until(
+        lambda: predict(c, "durable", {"input": [2.0, 2.0]}).get("output") == 4.0, 30, "a prediction after the restart"
+    )
+    # the supervisor read DB 8 back from the persisted Redis: nothing was retired or restarted
+    assert cm.replica_pids("durable", "1") == replicas and cm.get_num_replicas("durable", "1") == 2
+    assert sorted(c.get_all_apps()) == sorted(apps) and sorted(c.get_all_models()) == sorted(models)
+    assert apps and models
 
 
 def test_unloadable_function_is_reported_and_answers_default(conn: ClipperConnection, tmp_path: Path) -> None:

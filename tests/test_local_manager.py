@@ -18,7 +18,8 @@ import cloudpickle
 import psutil
 import pytest
 
-from clipper_core._local_state import pid_alive, recorded_pids
+from clipper_core._local_lifecycle import accepts
+from clipper_core._local_state import ENV_CLUSTER_DIR, looks_like_ours, pid_alive, recorded_pids, write_json_atomic
 from clipper_core._redis_server import free_port
 from clipper_core.errors import ClipperException
 from clipper_core.local import LocalContainerManager
@@ -78,14 +79,6 @@ def all_pids(cm: LocalContainerManager) -> list[int]:
     return recorded_pids(json.loads(cm.paths.processes_json.read_text()))
 
 
-def accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 # -- no cluster needed ----------------------------------------------------------------------------------
 
 
@@ -129,7 +122,7 @@ def test_port_conflict_fails_before_anything_starts(managers: list[LocalContaine
             cm.start_clipper()
     assert not cm.paths.cluster_json.exists()
     assert not (cm.paths.logs / "supervisor.log").exists()
-    assert not accepts(cm.clipper_query_port) and not accepts(cm.clipper_management_port)
+    assert not accepts("127.0.0.1", cm.clipper_query_port) and not accepts("127.0.0.1", cm.clipper_management_port)
 
 
 def test_build_model_copies_directory(clipper_home: Path, tmp_path: Path) -> None:
@@ -147,6 +140,54 @@ def test_build_model_copies_directory(clipper_home: Path, tmp_path: Path) -> Non
     (src / "new.txt").write_text("new")
     assert cm.build_model("m", "1", str(src), "python:3.11") == image
     assert not (dest / "modules" / "helper.py").exists() and (dest / "new.txt").read_text() == "new"
+
+
+def test_build_model_copy_failure_is_a_clipper_exception(clipper_home: Path, tmp_path: Path) -> None:
+    cm = LocalContainerManager("builder")
+    src = make_model_dir(tmp_path)
+    (src / "dangling").symlink_to(tmp_path / "does-not-exist")
+    with pytest.raises(ClipperException, match="could not copy") as info:
+        cm.build_model("m", "1", str(src), "base")
+    assert isinstance(info.value.__cause__, OSError)
+    assert not cm.paths.model_dir("m", "1").exists()
+    assert not list(cm.paths.models.joinpath("m").glob(".*building*"))
+
+
+def test_looks_like_ours_needs_the_cluster_dir(
+    clipper_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "cluster"
+    port = free_port()
+    write_json_atomic(root / "cluster.json", {"redis_port": port, "query_port": 1, "management_port": 2, "rpc_port": 3})
+    sleeper = "import time; time.sleep(60)"
+    base = {k: v for k, v in os.environ.items() if k != ENV_CLUSTER_DIR}
+    procs = {
+        "unrelated": subprocess.Popen([sys.executable, "-c", sleeper, "clipper_core.container"], env=base),
+        "other-cluster": subprocess.Popen(
+            [sys.executable, "-c", sleeper, "clipper_core.container", str(port)],
+            env={**base, ENV_CLUSTER_DIR: str(tmp_path / "other")},
+        ),
+        "ours": subprocess.Popen([sys.executable, "-c", sleeper], env={**base, ENV_CLUSTER_DIR: str(root)}),
+        "marker-and-port": subprocess.Popen(
+            [sys.executable, "-c", sleeper, "clipper_core.container", "--port", str(port)], env=base
+        ),
+    }
+    try:
+        # a readable environment decides, whatever the command line says
+        verdicts = {name: looks_like_ours(proc.pid, root) for name, proc in procs.items()}
+        assert verdicts == {"unrelated": False, "other-cluster": False, "ours": True, "marker-and-port": False}
+
+        def denied(self: psutil.Process) -> dict[str, str]:
+            raise psutil.AccessDenied(self.pid)
+
+        monkeypatch.setattr(psutil.Process, "environ", denied)
+        # unreadable: a cluster marker *and* the cluster's dir or one of its ports are needed
+        verdicts = {name: looks_like_ours(proc.pid, root) for name, proc in procs.items()}
+        assert verdicts == {"unrelated": False, "other-cluster": True, "ours": False, "marker-and-port": True}
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
 
 
 def test_build_model_rejects_missing_directory(clipper_home: Path, tmp_path: Path) -> None:
@@ -209,10 +250,12 @@ def test_build_model_pip_failure(clipper_home: Path, tmp_path: Path) -> None:
 
 def test_start_describe_and_refuse_second_start(cluster: LocalContainerManager) -> None:
     assert cluster.is_running()
-    assert accepts(cluster.clipper_query_port) and accepts(cluster.clipper_management_port)
+    assert accepts("127.0.0.1", cluster.clipper_query_port) and accepts("127.0.0.1", cluster.clipper_management_port)
     info = cluster.describe()
     assert info["running"] and info["cluster_dir"] == str(cluster.paths.root)
     assert all(info["pids"][k] for k in ("supervisor", "redis", "management", "query"))
+    for k in ("supervisor", "redis", "management", "query"):
+        assert psutil.Process(info["pids"][k]).environ()[ENV_CLUSTER_DIR] == str(cluster.paths.root)
     with pytest.raises(ClipperException, match="cannot be started because it already exists"):
         new_manager("test-cluster").start_clipper()
 
@@ -232,7 +275,7 @@ def test_supervisor_outlives_starting_process(managers: list[LocalContainerManag
     attached.connect()
     assert attached.get_query_addr() == f"127.0.0.1:{cm.clipper_query_port}"
     assert attached.get_admin_addr() == f"127.0.0.1:{cm.clipper_management_port}"
-    assert attached.is_running() and accepts(cm.clipper_query_port)
+    assert attached.is_running() and accepts("127.0.0.1", cm.clipper_query_port)
 
 
 def test_deploy_restart_scale_and_stop(cluster: LocalContainerManager, tmp_path: Path) -> None:
@@ -309,7 +352,7 @@ def test_two_clusters_side_by_side(managers: list[LocalContainerManager], tmp_pa
     a_pids = all_pids(a)
     b.stop_all()
     assert a.is_running() and all(pid_alive(p) for p in a_pids)
-    assert accepts(a.clipper_query_port) and not accepts(b.clipper_query_port)
+    assert accepts("127.0.0.1", a.clipper_query_port) and not accepts("127.0.0.1", b.clipper_query_port)
 
 
 def test_restart_after_supervisor_was_killed(cluster: LocalContainerManager, tmp_path: Path) -> None:
@@ -361,7 +404,7 @@ def test_services_are_restarted(cluster: LocalContainerManager) -> None:
         os.kill(old, signal.SIGKILL)
         wait_for(lambda n=name, o=old: pid_of(n) not in (None, o), what=f"{name} to be restarted")
     wait_for(
-        lambda: accepts(cluster.clipper_query_port) and accepts(cluster.clipper_management_port),
+        lambda: all(accepts("127.0.0.1", port) for port in (cluster.clipper_query_port, cluster.clipper_management_port)),
         what="the frontends to listen again",
     )
     assert cluster.is_running()
@@ -380,11 +423,24 @@ def test_supervisor_survives_unreachable_redis(managers: list[LocalContainerMana
         )
         managers.append(cm)
         cm.start_clipper()
+        image = cm.build_model("m", "1", str(make_model_dir(tmp_path)), "base")
         sup = json.loads(cm.paths.processes_json.read_text())["supervisor"]
         ext.kill()
         ext.wait()
-        time.sleep(1.5)  # several reconcile ticks against a dead Redis
+        log = cm.paths.logs / "supervisor.log"
+        wait_for(
+            lambda: f"Redis at 127.0.0.1:{port} unreachable" in log.read_text(errors="replace"),
+            what="the supervisor to notice the dead Redis",
+        )
         assert pid_alive(sup) and cm.is_running()
+        # callers get a ClipperException that says what to do, not a redis traceback
+        with pytest.raises(ClipperException, match=rf"Could not set 1 replicas .* 127\.0\.0\.1:{port}") as info:
+            cm.set_num_replicas("m", "1", "doubles", image, 1)
+        assert "external Redis" in str(info.value)
+        with pytest.raises(ClipperException, match="Could not stop models m:1"):
+            cm.stop_models({"m": ["1"]})
+        with pytest.raises(ClipperException, match="Could not stop the model replicas"):
+            cm.stop_all_model_containers()
         cm.stop_all()
         assert not pid_alive(sup)
     finally:

@@ -30,7 +30,6 @@ def test_every_hook_is_prefixed_typed_and_documented() -> None:
 def test_builtins_register_through_the_same_hooks() -> None:
     host = PluginHost(get_plugin_manager(load_entrypoints=False))
     assert host.input_types().names() == ["bytes", "doubles", "floats", "integers", "strings"]
-    assert host.input_types().owners if hasattr(host.input_types(), "owners") else True
     impls = host.pm.hook.clipper_register_input_types.get_hookimpls()
     assert [i.plugin_name for i in impls] == ["clipper_core.input_types"]
     assert all(i.trylast for i in impls)
@@ -109,7 +108,7 @@ def test_external_plugin_overrides_a_builtin_and_duplicates_are_refused() -> Non
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(A(), "plugin-a")
     pm.register(B(), "plugin-b")
-    with pytest.raises(DuplicatePluginError, match="Duplicate input type 'custom'.*plugin-a|plugin-b"):
+    with pytest.raises(DuplicatePluginError, match="Duplicate input type 'custom': registered by plugin '(plugin-a|plugin-b)' and by plugin '(plugin-a|plugin-b)'"):
         PluginHost(pm).input_types()
 
 

@@ -41,8 +41,10 @@ def serve(fe: Frontend, app: str, model: str, func=doubles_sum, version: str = "
     fe.link(app, model)
     replica = ProtocolReplica(fe.rpc_port, model, version, code, func).__enter__()
     assert replica.registered.wait(10)
-    fe.wait_until(lambda: fe.predict(app, {"input": [0.5]} if code == 3 else {"input": "x"}).json().get("default") is False
-                  if code in (3, 4) else True, what=f"{app} to answer")
+
+    probe = {3: [0.5], 4: "x", 16: {"a": 0}}[code]
+    fe.wait_until(lambda: fe.predict(app, {"input": probe}).json().get("default") is False,
+                  what=f"{app} to be served by {model}:{version}")
     return replica
 
 
@@ -172,7 +174,7 @@ def test_slow_model_gets_default_at_slo(fe: Frontend) -> None:
     fe.link("slow-app", "slow-model")
     with ProtocolReplica(fe.rpc_port, "slow-model", "1", 3, slow) as replica:
         assert replica.registered.wait(10)
-        fe.wait_until(lambda: replica.calls > 0 or fe.predict("slow-app", {"input": [9.0]}) is None, what="a call")
+        fe.wait_for_replicas(1)
         start = time.monotonic()
         r = fe.predict("slow-app", {"input": [1.25]}).json()
         elapsed = time.monotonic() - start
@@ -367,7 +369,12 @@ def test_expired_tasks_are_never_sent(fe: Frontend) -> None:
         assert all(p["default"] and p["default_explanation"] == SLO_MISSED for p in r)
         # Two batches go out at once (two in flight); the other eight expire in the queue while the model sleeps.
         fe.wait_until(lambda: replica.calls >= 2, what="two calls")
-        time.sleep(0.7)  # give the replica time to finish both batches; nothing else may be sent afterwards
+
+        def drained() -> bool:
+            q = requests.get(f"{fe.url}/healthz", timeout=5).json()["models"]["expire-model:1"]
+            return q["queued"] == 0 and all(r["in_flight"] == 0 for r in q["replicas"])
+
+        fe.wait_until(drained, what="both batches to finish")  # after which nothing else may be sent
         assert replica.calls == 2
         metrics = requests.get(f"{fe.url}/metrics", timeout=5).json()
         dropped = {k: v for e in metrics["counters"] for k, v in e.items()}["internal:expired_tasks_dropped"]

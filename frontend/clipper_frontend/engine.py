@@ -13,6 +13,7 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable
+from time import perf_counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -141,7 +142,7 @@ class ModelQueue:
                     continue
                 batch.append(task)
             if batch:
-                self.engine.send(replica, self, batch, now)
+                self.engine.send(replica, self, batch)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -288,7 +289,7 @@ class Engine:
         if cache.max_bytes:
             self.pending[key] = fut
             fut.add_done_callback(lambda f, k=key: self._settle(k, f))
-        q.push(Task(deadline, payload, fut, key, self.loop.time()))
+        q.push(Task(deadline, payload, fut, key, perf_counter()))
         return fut
 
     def _settle(self, key: Any, fut: asyncio.Future[Any]) -> None:
@@ -303,8 +304,10 @@ class Engine:
         self.m_dropped.count += 1
         task.future.set_result(TaskDropped("deadline passed before the task could be sent"))
 
-    def send(self, replica: Replica, queue: ModelQueue, batch: list[Task], now: float) -> None:
+    def send(self, replica: Replica, queue: ModelQueue, batch: list[Task]) -> None:
         msg_id = next(self.msg_ids) & 0xFFFFFFFF
+        # Durations use perf_counter: uvloop's loop.time() is cached per iteration at millisecond resolution.
+        now = perf_counter()
         for task in batch:
             self.m_queue_delay.insert((now - task.enqueued) * 1e6)
         assert self.sender is not None
@@ -324,7 +327,7 @@ class Engine:
             return  # a late answer for a batch already re-queued elsewhere
         replica, queue, tasks, sent = entry
         replica.in_flight -= 1
-        latency = self.loop.time() - sent
+        latency = perf_counter() - sent
         if len(outputs) != len(tasks):
             err = ModelError(
                 f"model {replica.name}:{replica.version} returned {len(outputs)} outputs for {len(tasks)} inputs"

@@ -15,17 +15,20 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import httptools
-import orjson
 
-from clipper_frontend.predict import QueryProcessor
+from clipper_frontend.predict import QueryProcessor, error_response
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_URL_BYTES = 8192
+MAX_PIPELINED = 32  # requests queued behind the one being answered before we stop reading
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed", 413: b"Payload Too Large",
-            500: b"Internal Server Error"}
+            414: b"URI Too Long", 500: b"Internal Server Error"}
 
 
 def _head(status: int, length: int, content_type: bytes, keep_alive: bool) -> bytes:
@@ -38,75 +41,122 @@ def _head(status: int, length: int, content_type: bytes, keep_alive: bool) -> by
     )
 
 
-def _json_error(status: int, error: str, cause: str) -> tuple[int, bytes]:
-    return status, orjson.dumps({"error": error, "cause": cause})
-
-
 class Routes:
     """What the server answers besides predictions: ``GET /metrics``, ``GET /healthz``; plugged in by query.py."""
 
-    def __init__(self, processor: QueryProcessor, metrics: Callable[[], bytes], health: Callable[[], bytes]) -> None:
+    def __init__(
+        self,
+        processor: QueryProcessor,
+        metrics: Callable[[], bytes],
+        health: Callable[[], bytes],
+        idle_timeout: float = 300.0,
+    ) -> None:
         self.processor = processor
         self.metrics = metrics
         self.health = health
+        self.idle_timeout = idle_timeout
 
 
 class HttpProtocol(asyncio.Protocol):
-    __slots__ = ("routes", "transport", "parser", "url", "body", "queue", "busy", "closing", "too_big")
+    __slots__ = (
+        "routes", "transport", "parser", "url", "body", "body_len", "queue", "busy", "closing", "too_big",
+        "expect_continue", "idle", "last_activity", "paused", "loop",
+    )
 
     def __init__(self, routes: Routes) -> None:
         self.routes = routes
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.body: list[bytes] = []
+        self.body_len = 0
         self.queue: deque[tuple[bytes, bytes, bytes, bool]] = deque()
         self.busy = False
         self.closing = False
         self.too_big = False
+        self.expect_continue = False
+        self.paused = False
+        self.idle: asyncio.TimerHandle | None = None
+        self.last_activity = 0.0
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.last_activity = self.loop.time()
+        self.idle = self.loop.call_later(self.routes.idle_timeout, self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.transport = None
+        if self.idle is not None:
+            self.idle.cancel()
+
+    def _check_idle(self) -> None:
+        # One timer per connection, re-armed lazily: activity only stamps a time, it never touches the timer.
+        if self.transport is None:
+            return
+        remaining = self.last_activity + self.routes.idle_timeout - self.loop.time()
+        if remaining > 0 or self.busy:
+            self.idle = self.loop.call_later(max(remaining, 1.0), self._check_idle)
+            return
+        self.closing = True
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        self.last_activity = self.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._reply_and_close(*_json_error(400, "Bad request", "protocol upgrades are not supported"))
+            self._reply_and_close(*error_response(400, "Bad request", "protocol upgrades are not supported"))
         except httptools.HttpParserError as exc:
-            self._reply_and_close(*_json_error(400, "Bad request", f"malformed HTTP request: {exc}"))
+            self._reply_and_close(*error_response(400, "Bad request", f"malformed HTTP request: {exc}"))
 
     # -- httptools callbacks -----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self.url = b""
         self.body = []
+        self.body_len = 0
         self.too_big = False
+        self.expect_continue = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        if len(self.url) > MAX_URL_BYTES:
+            self._reply_and_close(*error_response(414, "URI too long", f"request targets are limited to {MAX_URL_BYTES} bytes"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
+            self.expect_continue = True
+
+    def on_headers_complete(self) -> None:
+        # Clients such as curl wait (1 s) for this before sending a large body.
+        if self.expect_continue and self.transport is not None and not self.closing:
+            self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
-        if not self.too_big:
+        if self.too_big:
+            return
+        self.body_len += len(body)
+        if self.body_len > MAX_BODY_BYTES:
+            self.too_big = True
+            self.body = []
+        else:
             self.body.append(body)
-            if sum(map(len, self.body)) > MAX_BODY_BYTES:
-                self.too_big = True
-                self.body = []
 
     def on_message_complete(self) -> None:
-        body = b"".join(self.body) if len(self.body) != 1 else self.body[0]
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         if self.too_big:
-            self._reply_and_close(*_json_error(413, "Payload too large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"))
+            self._reply_and_close(*error_response(413, "Payload too large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"))
             return
         self.queue.append((self.parser.get_method(), self.url, body, self.parser.should_keep_alive()))
         if not self.busy:
             self._next()
+        elif len(self.queue) >= MAX_PIPELINED and not self.paused and self.transport is not None:
+            self.paused = True  # a client pipelining faster than we answer: stop reading until we catch up
+            self.transport.pause_reading()
 
     # -- dispatch ----------------------------------------------------------------------------------
 
@@ -116,6 +166,9 @@ class HttpProtocol(asyncio.Protocol):
             method, url, body, keep_alive = self.queue.popleft()
             self.busy = True
             self._dispatch(method, url, body, keep_alive)
+        if self.paused and len(self.queue) < MAX_PIPELINED // 2 and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
 
     def _dispatch(self, method: bytes, url: bytes, body: bytes, keep_alive: bool) -> None:
         path = url.split(b"?", 1)[0]
@@ -131,9 +184,10 @@ class HttpProtocol(asyncio.Protocol):
                 action = parts[2]
                 if action == b"predict" or action == b"update":
                     if method != b"POST":
-                        respond(*_json_error(405, "Method not allowed", f"{path.decode()} accepts POST only"))
+                        respond(*error_response(405, "Method not allowed", f"{path.decode()} accepts POST only"))
                         return
-                    app = parts[1].decode("utf-8", "replace")
+                    raw = parts[1]
+                    app = (unquote_to_bytes(raw) if b"%" in raw else raw).decode("utf-8", "replace")
                     if action == b"predict":
                         self.routes.processor.start_predict(app, body, respond)
                     else:
@@ -146,15 +200,16 @@ class HttpProtocol(asyncio.Protocol):
             if path == b"/healthz" and method == b"GET":
                 respond(200, self.routes.health())
                 return
-            respond(*_json_error(404, "Not found", f"No route for {method.decode()} {url.decode('utf-8', 'replace')}"))
+            respond(*error_response(404, "Not found", f"No route for {method.decode()} {url.decode('utf-8', 'replace')}"))
         except Exception:
             logger.exception("unexpected error answering %s %s", method, url)
-            respond(*_json_error(500, "Internal error", "An unexpected error occurred!"))
+            respond(*error_response(500, "Internal error", "An unexpected error occurred!"))
 
     def _write(self, status: int, payload: bytes, content_type: bytes, keep_alive: bool) -> None:
         transport = self.transport
         if transport is None or self.closing:
             return
+        self.last_activity = self.loop.time()
         transport.write(_head(status, len(payload), content_type, keep_alive) + payload)
         if not keep_alive:
             self.closing = True

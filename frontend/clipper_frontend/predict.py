@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -31,16 +32,17 @@ SLO_MISSED = "Failed to retrieve a prediction response within the specified late
 Response = tuple[int, bytes]
 
 
-def _error(status: int, error: str, cause: str) -> Response:
+def error_response(status: int, error: str, cause: str) -> Response:
+    """The ``{"error": ..., "cause": ...}`` body every 4xx/5xx answer of the query frontend carries."""
     return status, orjson.dumps({"error": error, "cause": cause})
 
 
 def json_error(message: str) -> Response:
-    return _error(400, "Json error", f"Error parsing JSON: {message}. Expected JSON schema: {PREDICTION_JSON_SCHEMA}")
+    return error_response(400, "Json error", f"Error parsing JSON: {message}. Expected JSON schema: {PREDICTION_JSON_SCHEMA}")
 
 
 def not_found(app: str) -> Response:
-    return _error(404, "Not found", f"No application named '{app}' is registered with this Clipper cluster")
+    return error_response(404, "Not found", f"No application named '{app}' is registered with this Clipper cluster")
 
 
 class _AppMetrics:
@@ -90,7 +92,8 @@ class QueryProcessor:
         if app is None:
             respond(*not_found(app_name))
             return
-        start = self.loop.time()
+        start = self.loop.time()  # deadlines are on the loop's clock
+        started = perf_counter()  # latency is measured with a finer one
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -135,16 +138,16 @@ class QueryProcessor:
             results = [submit(model, version, p, deadline, slo) for p in payloads]
             waiting = [r for r in results if r is not None and type(r) is not str and not r.done()]
             if waiting:
-                self._wait(waiting, deadline, lambda: self._finish(app, results, batch, start, respond))
+                self._wait(waiting, deadline, lambda: self._finish(app, results, batch, started, respond))
                 return
-        self._finish(app, results, batch, start, respond)
+        self._finish(app, results, batch, started, respond)
 
     def _finish(
         self, app: AppInfo, results: list[Any], batch: bool, start: float, respond: Callable[[int, bytes], None]
     ) -> None:
         m = self.app_metrics(app.name)
         outs = [self._render(app, r, m) for r in results]
-        m.latency.insert((self.loop.time() - start) * 1e6)
+        m.latency.insert((perf_counter() - start) * 1e6)
         respond(200, orjson.dumps({"batch_predictions": outs} if batch else outs[0]))
 
     def _select(self, app: AppInfo, version: Any) -> tuple[str | None, str | None] | Response:
@@ -152,12 +155,12 @@ class QueryProcessor:
         if version is not None:
             version = str(version)
             if len(links) > 1:
-                return _error(400, "Query processing error", f"Too many models linked to application {app.name}")
+                return error_response(400, "Query processing error", f"Too many models linked to application {app.name}")
             if not links:
                 return None, None
             model = links[0]
             if (model, version) not in self.view.models:
-                return _error(
+                return error_response(
                     400, "Query processing error", f"Requested version: {version} does not exist for model: {model}"
                 )
             return model, version

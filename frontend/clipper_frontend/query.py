@@ -148,7 +148,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event, input_types: Inpu
     if args.http_server == "fast":
         from clipper_frontend.fast_http import Routes, start_server
 
-        routes = Routes(processor, lambda: render_metrics(metrics), lambda: render_health(view, rpc, engine))
+        routes = Routes(
+            processor, lambda: render_metrics(metrics), lambda: render_health(view, rpc, engine), args.timeout_content
+        )
         server: Any = await start_server(routes, args.host, args.port)
     else:
         app = make_query_app(processor, metrics, view, rpc)
