@@ -146,6 +146,7 @@ def test_version_pinning_and_unknown_version(fe: Frontend) -> None:
         fe.add_model("pinned", "v2")  # current
         fe.link("pin-app", "pinned")
         fe.wait_until(lambda: fe.predict("pin-app", {"input": [1.0]}).json()["output"] == 2, what="v2 to serve")
+        fe.wait_until(lambda: _healthz_has(fe, "pinned:v1"), what="the v1 replica to register")
         r = fe.predict("pin-app", {"input": [2.0], "version": "v1"}).json()
         assert r["output"] == 1 and r["default"] is False
         r = fe.predict("pin-app", {"input": [3.0]}).json()
@@ -382,4 +383,6 @@ def test_expired_tasks_are_never_sent(fe: Frontend) -> None:
 
 
 def _healthz_has(fe: Frontend, key: str) -> bool:
-    return key in requests.get(f"{fe.url}/healthz", timeout=5).json()["models"]
+    """True once the frontend has a queue for model version ``key`` with at least one replica pulling from it."""
+    models = requests.get(f"{fe.url}/healthz", timeout=5).json()["models"]
+    return key in models and bool(models[key]["replicas"])

@@ -71,6 +71,7 @@ class Replica:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     in_flight: int = 0
     batch_limit: float = 1.0
+    slow_start: bool = True
     last_seen: float = 0.0
     status: dict[str, Any] = field(default_factory=dict)
     errors: int = 0
@@ -91,6 +92,7 @@ class ModelQueue:
         self.heap: list[tuple[float, int, Task]] = []
         self.replicas: list[Replica] = []
         self.slo_seconds = 1.0
+        self._dispatch_scheduled = False
         prefix = f"model:{name}:{version}:"
         m = engine.metrics
         self.m_latency = m.histogram(prefix + "prediction_latency")
@@ -102,8 +104,15 @@ class ModelQueue:
 
     def push(self, task: Task) -> None:
         heapq.heappush(self.heap, (task.deadline, next(self.engine.seq), task))
-        if self.replicas:
-            self.dispatch()
+        if self.replicas and not self._dispatch_scheduled:
+            # Dispatch once per event-loop pass, after every request read in this pass has been queued: the
+            # queries that arrived together leave together, in one batch and one RPC send.
+            self._dispatch_scheduled = True
+            self.engine.loop.call_soon(self._scheduled_dispatch)
+
+    def _scheduled_dispatch(self) -> None:
+        self._dispatch_scheduled = False
+        self.dispatch()
 
     def _limit(self, replica: Replica) -> int:
         if self.batch_size > 0:
@@ -167,9 +176,19 @@ class ModelQueue:
         if self.batch_size <= 0:
             budget = self.slo_seconds * BUDGET_FRACTION
             if latency > budget:
+                # Multiplicative decrease; growth is additive from now on.
+                replica.slow_start = False
                 replica.batch_limit = max(1.0, replica.batch_limit * 0.9)
             elif size >= int(replica.batch_limit):
-                replica.batch_limit = min(float(MAX_ADAPTIVE_BATCH), replica.batch_limit + 1.0)
+                # Additive increase, after a slow start (as in TCP) that doubles the limit while batches finish in
+                # under half the budget, so a replica meeting sudden load reaches a useful batch size in a few
+                # round trips instead of one step per batch.
+                if replica.slow_start and latency < budget / 2:
+                    grown = replica.batch_limit * 2
+                else:
+                    replica.slow_start = False
+                    grown = replica.batch_limit + 1.0
+                replica.batch_limit = min(float(MAX_ADAPTIVE_BATCH), grown)
 
     def fail_all(self, exc_factory: Callable[[], Exception]) -> None:
         for _, _, task in self.heap:
