@@ -175,7 +175,7 @@ def test_slow_model_gets_default_at_slo(fe: Frontend) -> None:
     fe.link("slow-app", "slow-model")
     with ProtocolReplica(fe.rpc_port, "slow-model", "1", 3, slow) as replica:
         assert replica.registered.wait(10)
-        fe.wait_for_replicas(1)
+        fe.wait_until(lambda: _healthz_has(fe, "slow-model:1"), what="the slow replica to register")
         start = time.monotonic()
         r = fe.predict("slow-app", {"input": [1.25]}).json()
         elapsed = time.monotonic() - start

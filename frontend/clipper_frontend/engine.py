@@ -13,6 +13,7 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable
+from functools import partial
 from time import perf_counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,10 +48,53 @@ class NoReplica(Exception):
     """The last replica of the task's model version went away before the task could be sent."""
 
 
+_UNSET: Any = object()
+
+
+class Pending:
+    """The outcome of one task: an output string or an error object (never an exception).
+
+    A minimal stand-in for ``asyncio.Future``: callbacks run synchronously when the result arrives instead of being
+    scheduled for the next loop pass, which saves a loop iteration and a handle per query on the request path.
+    """
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._value = _UNSET
+        self._waiters: list[Callable[[Pending], None]] = []
+
+    def done(self) -> bool:
+        return self._value is not _UNSET
+
+    def result(self) -> Any:
+        return self._value
+
+    def set_result(self, value: Any) -> None:
+        if self._value is not _UNSET:
+            return
+        self._value = value
+        waiters, self._waiters = self._waiters, []
+        for callback in waiters:
+            callback(self)
+
+    def add_done_callback(self, callback: Callable[[Pending], None]) -> None:
+        if self._value is _UNSET:
+            self._waiters.append(callback)
+        else:
+            callback(self)
+
+    def remove_done_callback(self, callback: Callable[[Pending], None]) -> None:
+        try:
+            self._waiters.remove(callback)
+        except ValueError:
+            pass
+
+
 class Task:
     __slots__ = ("deadline", "payload", "future", "key", "enqueued", "attempts")
 
-    def __init__(self, deadline: float, payload: bytes, future: asyncio.Future[Any], key: Any, enqueued: float) -> None:
+    def __init__(self, deadline: float, payload: bytes, future: Pending, key: Any, enqueued: float) -> None:
         self.deadline = deadline
         self.payload = payload
         self.future = future
@@ -208,7 +252,7 @@ class Engine:
         self.metrics = metrics
         self.cache = PredictionCache(cache_size)
         self.queues: dict[tuple[str, str], ModelQueue] = {}
-        self.pending: dict[Any, asyncio.Future[Any]] = {}
+        self.pending: dict[Any, Pending] = {}
         self.inflight: dict[int, tuple[Replica, ModelQueue, list[Task], float]] = {}
         self.seq = itertools.count()
         self.msg_ids = itertools.count()
@@ -280,8 +324,8 @@ class Engine:
 
     # -- the request path -----------------------------------------------------------------------
 
-    def submit(self, name: str, version: str, payload: bytes, deadline: float, slo_seconds: float) -> asyncio.Future[Any] | str | None:
-        """Start one query. Returns the cached output, a future of the output, or None if no replica is connected."""
+    def submit(self, name: str, version: str, payload: bytes, deadline: float, slo_seconds: float) -> Pending | str | None:
+        """Start one query. Returns the cached output, a :class:`Pending` output, or None if no replica is connected."""
         cache = self.cache
         key = (name, version, payload)
         if cache.max_bytes:
@@ -304,20 +348,19 @@ class Engine:
             return None
         if slo_seconds < q.slo_seconds or not q.heap:
             q.slo_seconds = slo_seconds
-        fut: asyncio.Future[Any] = self.loop.create_future()
+        fut = Pending()
         if cache.max_bytes:
             self.pending[key] = fut
-            fut.add_done_callback(lambda f, k=key: self._settle(k, f))
+            fut.add_done_callback(partial(self._settle, key))
         q.push(Task(deadline, payload, fut, key, perf_counter()))
         return fut
 
-    def _settle(self, key: Any, fut: asyncio.Future[Any]) -> None:
+    def _settle(self, key: Any, fut: Pending) -> None:
         if self.pending.get(key) is fut:
             del self.pending[key]
-        if not fut.cancelled():
-            result = fut.result()
-            if type(result) is str:
-                self.cache.put(key, result)
+        result = fut.result()
+        if type(result) is str:
+            self.cache.put(key, result)
 
     def drop(self, task: Task) -> None:
         self.m_dropped.count += 1

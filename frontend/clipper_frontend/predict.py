@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 
 from clipper_core.errors import InputDecodeError
-from clipper_frontend.engine import Engine, ModelError, NoReplica
+from clipper_frontend.engine import Engine, ModelError, NoReplica, Pending
 from clipper_frontend.metrics import MetricsRegistry
 from clipper_frontend.state import AppInfo, ClusterView, parse_output
 
@@ -56,6 +57,48 @@ class _AppMetrics:
         self.default_ratio = metrics.ratio_counter(prefix + "default_prediction_ratio")
 
 
+class Deadlines:
+    """SLO timers without a timer handle per query.
+
+    Queries of one SLO arrive in deadline order (deadline = arrival + SLO, on a monotonic clock), so one FIFO and one
+    armed timer per distinct SLO suffice; queries answered early stay in the FIFO and are skipped when it drains.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._fifos: dict[float, deque[list[Any]]] = {}
+        self._armed: dict[float, bool] = {}
+
+    def add(self, slo: float, deadline: float, callback: Callable[[], None]) -> list[Any]:
+        """Schedule ``callback`` at ``deadline``; clear the returned entry's slot 1 to cancel it cheaply.
+
+        Cancelling matters: it releases the callback (and the request state it holds) at once instead of keeping
+        it alive, and tracked by the garbage collector, until the deadline.
+        """
+        fifo = self._fifos.get(slo)
+        if fifo is None:
+            fifo = self._fifos[slo] = deque()
+        entry = [deadline, callback]
+        fifo.append(entry)
+        if not self._armed.get(slo):
+            self._armed[slo] = True
+            self.loop.call_at(deadline, self._fire, slo)
+        return entry
+
+    def _fire(self, slo: float) -> None:
+        fifo = self._fifos[slo]
+        # uvloop's clock has millisecond resolution: treat what is due within it as due now.
+        now = self.loop.time() + 0.001
+        while fifo and fifo[0][0] <= now:
+            callback = fifo.popleft()[1]
+            if callback is not None:
+                callback()
+        if fifo:
+            self.loop.call_at(fifo[0][0], self._fire, slo)
+        else:
+            self._armed[slo] = False
+
+
 class QueryProcessor:
     def __init__(self, view: ClusterView, engine: Engine, metrics: MetricsRegistry) -> None:
         self.view = view
@@ -64,6 +107,7 @@ class QueryProcessor:
         self.loop = engine.loop
         self.query_ids = itertools.count()
         self._app_metrics: dict[str, _AppMetrics] = {}
+        self.deadlines = Deadlines(self.loop)
 
     def forget_app(self, app: str) -> None:
         """Drop a deleted application's metrics."""
@@ -138,7 +182,7 @@ class QueryProcessor:
             results = [submit(model, version, p, deadline, slo) for p in payloads]
             waiting = [r for r in results if r is not None and type(r) is not str and not r.done()]
             if waiting:
-                self._wait(waiting, deadline, lambda: self._finish(app, results, batch, started, respond))
+                self._wait(waiting, deadline, slo, lambda: self._finish(app, results, batch, started, respond))
                 return
         self._finish(app, results, batch, started, respond)
 
@@ -172,9 +216,9 @@ class QueryProcessor:
             return None, None
         return model, current
 
-    def _wait(self, futures: list[asyncio.Future[Any]], deadline: float, then: Callable[[], None]) -> None:
-        """Call ``then()`` once, when every future is done or at ``deadline``, whichever comes first."""
-        remaining = len(futures)
+    def _wait(self, pending: list[Pending], deadline: float, slo: float, then: Callable[[], None]) -> None:
+        """Call ``then()`` once, when every pending output is done or at ``deadline``, whichever comes first."""
+        remaining = len(pending)
         fired = False
 
         def complete() -> None:
@@ -182,20 +226,21 @@ class QueryProcessor:
             if fired:
                 return
             fired = True
-            handle.cancel()
-            for f in futures:
-                f.remove_done_callback(one_done)
+            entry[1] = None
+            if remaining:
+                for p in pending:
+                    p.remove_done_callback(one_done)
             then()
 
-        def one_done(_: asyncio.Future[Any]) -> None:
+        def one_done(_: Pending) -> None:
             nonlocal remaining
             remaining -= 1
             if remaining == 0:
                 complete()
 
-        handle = self.loop.call_at(deadline, complete)
-        for f in futures:
-            f.add_done_callback(one_done)
+        entry = self.deadlines.add(slo, deadline, complete)
+        for p in pending:
+            p.add_done_callback(one_done)
 
     def _render(self, app: AppInfo, result: Any, m: _AppMetrics) -> dict[str, Any]:
         m.num.count += 1
