@@ -116,6 +116,7 @@ class Replica:
     in_flight: int = 0
     batch_limit: float = 1.0
     slow_start: bool = True
+    last_batch: int = 1
     last_seen: float = 0.0
     status: dict[str, Any] = field(default_factory=dict)
     errors: int = 0
@@ -167,9 +168,10 @@ class ModelQueue:
         """Send batches while there is queued work and a replica with a free slot.
 
         An idle replica takes whatever is queued at once, so a lone query pays no batching delay. A replica that
-        already has a batch in flight takes another only when a full batch is waiting: that pipelines the RPC round
-        trip under load, while smaller amounts of work keep accumulating into the next batch instead of trickling
-        out as many tiny ones.
+        already has a batch in flight takes another once at least half as much work as its last batch is waiting
+        (or a full batch): under closed-loop load this settles into two alternating batches per replica, so the
+        model computes one while the frontend turns the other's answers into new requests, and smaller amounts of
+        work keep accumulating instead of trickling out as many tiny batches.
         """
         heap = self.heap
         if not heap:
@@ -183,7 +185,7 @@ class ModelQueue:
             if replica is None:
                 return
             limit = self._limit(replica)
-            if replica.in_flight and len(heap) < limit:
+            if replica.in_flight and len(heap) < min(limit, max(1, replica.last_batch // 2)):
                 return
             batch: list[Task] = []
             while heap and len(batch) < limit:
@@ -195,6 +197,7 @@ class ModelQueue:
                     continue
                 batch.append(task)
             if batch:
+                replica.last_batch = len(batch)
                 self.engine.send(replica, self, batch)
 
     def describe(self) -> dict[str, Any]:
