@@ -128,7 +128,7 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     if status >= 500:
         logger.error("%d %s %.1fms", status, handler._request_summary(), 1000 * handler.request.request_time())
     elif status >= 400:
-        logger.info("%d %s", status, handler._request_summary())
+        logger.debug("%d %s", status, handler._request_summary())  # a bad client must not flood the log
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event, input_types: InputTypeRegistry | None = None) -> None:
