@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clipper_core._redis_server import free_port, redis_command, wait_for_port
+from clipper_core._redis_server import free_port, redis_command, wait_for_port, stop_process
 
 
 @pytest.fixture(scope="session")
@@ -23,12 +23,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         wait_for_port(port, proc=proc)
         yield ("127.0.0.1", port)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

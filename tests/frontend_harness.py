@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 import requests
 
-from clipper_core._redis_server import free_port, wait_for_port
+from clipper_core._redis_server import free_port, wait_for_port, stop_process
 
 
 @dataclass
@@ -84,9 +84,6 @@ class Frontend:
 
         self.wait_until(ready, what=f"app {app} to be served")
 
-    def wait_for_replicas(self, n: int) -> None:
-        self.wait_until(lambda: requests.get(f"{self.url}/healthz", timeout=5).json()["replicas"] >= n, what=f"{n} replicas")
-
 
 @contextmanager
 def query_frontend(redis_port: int, tmp: Path, *extra: str) -> Iterator[Frontend]:
@@ -102,9 +99,4 @@ def query_frontend(redis_port: int, tmp: Path, *extra: str) -> Iterator[Frontend
         wait_for_port(port, timeout=20, proc=proc)
         yield Frontend(redis_port, port, rpc_port, proc, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

@@ -20,8 +20,6 @@ class PredictionCache:
         # key -> [value, size, referenced]; insertion order is the CLOCK ring, the front is the hand.
         self._data: OrderedDict[Any, list[Any]] = OrderedDict()
         self.bytes = 0
-        self.hits = 0
-        self.misses = 0
         self.evictions = 0
 
     @property
@@ -31,10 +29,8 @@ class PredictionCache:
     def get(self, key: Any) -> str | None:
         entry = self._data.get(key)
         if entry is None:
-            self.misses += 1
             return None
         entry[2] = True
-        self.hits += 1
         value: str = entry[0]
         return value
 

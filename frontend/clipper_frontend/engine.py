@@ -321,10 +321,6 @@ class Engine:
         del self.queues[(q.name, q.version)]
         self.metrics.remove_prefix(f"model:{q.name}:{q.version}:")
 
-    def has_replicas(self, name: str, version: str) -> bool:
-        q = self.queues.get((name, version))
-        return bool(q is not None and q.replicas)
-
     # -- the request path -----------------------------------------------------------------------
 
     def submit(self, name: str, version: str, payload: bytes, deadline: float, slo_seconds: float) -> Pending | str | None:

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import random
-import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -84,17 +83,6 @@ def ensure_image(client: docker.DockerClient, image: str, what: str = "image") -
             "that exists."
         )
         raise ClipperException(msg) from exc
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether ``host:port`` can be bound right now (SO_REUSEADDR, as servers bind)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def daemon_is_local() -> bool:

@@ -18,6 +18,7 @@ import pytest
 import requests
 from docker_test_support import PREFIX, REGISTRY_ADDR, free_ports, unavailable
 
+from clipper_core._redis_server import stop_process
 from clipper_core.admin import CLIPPER_REGISTRY
 from clipper_core.container_manager import CLIPPER_DOCKER_LABEL
 from clipper_core.errors import ClipperException
@@ -148,12 +149,7 @@ def local_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.2)
         yield REGISTRY_ADDR
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 
