@@ -338,7 +338,10 @@ def test_adaptive_batching_grows_under_load_and_shrinks_after_a_slowdown(fe: Fro
         time.sleep(cost["base"] + cost["per_item"] * len(xs))
         return ["1"] * len(xs)
 
-    with serve(fe, "adapt-app", "adapt-model", model, slo_micros=100_000) as replica:
+    # Growth runs under a generous SLO (budget 400 ms), so that a stall of a noisy machine cannot turn queries into
+    # defaults; the slow-down runs through a second app with a 100 ms SLO (budget 40 ms) on the same model version,
+    # which also shows that the budget follows the SLO of the queued work.
+    with serve(fe, "adapt-app", "adapt-model", model, slo_micros=1_000_000) as replica:
         start = _batch_limit(fe, "adapt-model:1")
         for round_ in range(4):
             r = fe.predict("adapt-app", {"input_batch": [[float(round_), float(i)] for i in range(200)]}).json()
@@ -347,9 +350,13 @@ def test_adaptive_batching_grows_under_load_and_shrinks_after_a_slowdown(fe: Fro
         assert grown >= start + 6, (start, grown)
         assert max(replica.batches) > 1
 
+        fe.add_app("adapt-strict", "doubles", "-1.0", 100_000)
+        fe.link("adapt-strict", "adapt-model")
+        fe.wait_until(lambda: fe.predict("adapt-strict", {"input": [7.5]}).json().get("default") is False,
+                      what="adapt-strict to be served by adapt-model")
         cost["base"] = 0.06  # now every batch blows the 40 ms budget (40% of the 100 ms SLO)
         for round_ in range(3):
-            fe.predict("adapt-app", {"input_batch": [[100.0 + round_, float(i)] for i in range(30)]})
+            fe.predict("adapt-strict", {"input_batch": [[100.0 + round_, float(i)] for i in range(30)]})
         shrunk = _batch_limit(fe, "adapt-model:1")
         assert shrunk < grown, (grown, shrunk)
 
