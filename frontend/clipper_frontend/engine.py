@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clipper_core.rpc.frames import ERROR_PREFIX
-from clipper_frontend.cache import PredictionCache
+from clipper_frontend.cache import PredictionCache, cache_prefix
 
 if TYPE_CHECKING:
     from clipper_frontend.metrics import MetricsRegistry
@@ -92,15 +92,13 @@ class Pending:
 
 
 class Task:
-    __slots__ = ("deadline", "payload", "future", "key", "enqueued", "attempts")
+    __slots__ = ("deadline", "payload", "future", "enqueued")
 
-    def __init__(self, deadline: float, payload: bytes, future: Pending, key: Any, enqueued: float) -> None:
+    def __init__(self, deadline: float, payload: bytes, future: Pending, enqueued: float) -> None:
         self.deadline = deadline
         self.payload = payload
         self.future = future
-        self.key = key
         self.enqueued = enqueued
-        self.attempts = 0
 
 
 @dataclass(eq=False)
@@ -134,6 +132,7 @@ class ModelQueue:
         self.name = name
         self.version = version
         self.batch_size = batch_size
+        self.cache_prefix = cache_prefix(name, version)
         self.heap: list[tuple[float, int, Task]] = []
         self.replicas: list[Replica] = []
         self.slo_seconds = 1.0
@@ -255,7 +254,7 @@ class Engine:
         self.metrics = metrics
         self.cache = PredictionCache(cache_size)
         self.queues: dict[tuple[str, str], ModelQueue] = {}
-        self.pending: dict[Any, Pending] = {}
+        self.pending: dict[bytes, Pending] = {}
         self.inflight: dict[int, tuple[Replica, ModelQueue, list[Task], float]] = {}
         self.seq = itertools.count()
         self.msg_ids = itertools.count()
@@ -326,12 +325,12 @@ class Engine:
     def submit(self, name: str, version: str, payload: bytes, deadline: float, slo_seconds: float) -> Pending | str | None:
         """Start one query. Returns the cached output, a :class:`Pending` output, or None if no replica is connected."""
         cache = self.cache
-        key = (name, version, payload)
+        q = self.queues.get((name, version))
         if cache.max_bytes:
+            key = (q.cache_prefix if q is not None else cache_prefix(name, version)) + payload
             self.m_lookups.count += 1
             self.m_hit_ratio.denominator += 1
             hit = cache.get(key)
-            q = self.queues.get((name, version))
             if q is not None:
                 q.m_cache.denominator += 1
             if hit is not None:
@@ -342,7 +341,6 @@ class Engine:
             shared = self.pending.get(key)
             if shared is not None:
                 return shared
-        q = self.queues.get((name, version))
         if q is None or not q.replicas:
             return None
         if slo_seconds < q.slo_seconds or not q.heap:
@@ -351,10 +349,10 @@ class Engine:
         if cache.max_bytes:
             self.pending[key] = fut
             fut.add_done_callback(partial(self._settle, key))
-        q.push(Task(deadline, payload, fut, key, perf_counter()))
+        q.push(Task(deadline, payload, fut, perf_counter()))
         return fut
 
-    def _settle(self, key: Any, fut: Pending) -> None:
+    def _settle(self, key: bytes, fut: Pending) -> None:
         if self.pending.get(key) is fut:
             del self.pending[key]
         result = fut.result()

@@ -61,42 +61,85 @@ class Deadlines:
     """SLO timers without a timer handle per query.
 
     Queries of one SLO arrive in deadline order (deadline = arrival + SLO, on a monotonic clock), so one FIFO and one
-    armed timer per distinct SLO suffice; queries answered early stay in the FIFO and are skipped when it drains.
+    armed timer per distinct SLO suffice. Each FIFO is a pair of deques (deadlines and integer tokens, neither of
+    which the garbage collector tracks) and the callbacks live in one dict until they fire or are cancelled: a query
+    answered early releases its state at once and leaves nothing behind that a collection has to walk (at 1 s SLOs
+    and tens of thousands of queries a second, a tracked entry per query made collections take tens of ms).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._fifos: dict[float, deque[list[Any]]] = {}
+        self._fifos: dict[float, tuple[deque[float], deque[int]]] = {}
         self._armed: dict[float, bool] = {}
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        self._tokens = itertools.count()
 
-    def add(self, slo: float, deadline: float, callback: Callable[[], None]) -> list[Any]:
-        """Schedule ``callback`` at ``deadline``; clear the returned entry's slot 1 to cancel it cheaply.
-
-        Cancelling matters: it releases the callback (and the request state it holds) at once instead of keeping
-        it alive, and tracked by the garbage collector, until the deadline.
-        """
+    def add(self, slo: float, deadline: float, callback: Callable[[], None]) -> int:
+        """Schedule ``callback`` at ``deadline``; returns a token for :meth:`cancel`."""
         fifo = self._fifos.get(slo)
         if fifo is None:
-            fifo = self._fifos[slo] = deque()
-        entry = [deadline, callback]
-        fifo.append(entry)
+            fifo = self._fifos[slo] = (deque(), deque())
+        token = next(self._tokens)
+        self._callbacks[token] = callback
+        fifo[0].append(deadline)
+        fifo[1].append(token)
         if not self._armed.get(slo):
             self._armed[slo] = True
             self.loop.call_at(deadline, self._fire, slo)
-        return entry
+        return token
+
+    def cancel(self, token: int) -> None:
+        self._callbacks.pop(token, None)
 
     def _fire(self, slo: float) -> None:
-        fifo = self._fifos[slo]
+        deadlines, tokens = self._fifos[slo]
+        callbacks = self._callbacks
         # uvloop's clock has millisecond resolution: treat what is due within it as due now.
         now = self.loop.time() + 0.001
-        while fifo and fifo[0][0] <= now:
-            callback = fifo.popleft()[1]
+        while deadlines and deadlines[0] <= now:
+            deadlines.popleft()
+            callback = callbacks.pop(tokens.popleft(), None)
             if callback is not None:
                 callback()
-        if fifo:
-            self.loop.call_at(fifo[0][0], self._fire, slo)
+        if deadlines:
+            self.loop.call_at(deadlines[0], self._fire, slo)
         else:
             self._armed[slo] = False
+
+
+class _Gather:
+    """Waits for the pending outputs of one request, or its deadline, then calls ``then()`` exactly once.
+
+    An object rather than a pair of closures that refer to each other: it drops every reference it holds when it
+    completes, so a request's state forms no reference cycle and is freed at once instead of piling up for the
+    garbage collector (whose pauses showed up as periodic latency spikes of 10-20 ms under load).
+    """
+
+    __slots__ = ("pending", "remaining", "then", "deadlines", "token")
+
+    def __init__(self, pending: list[Pending], then: Callable[[], None], deadlines: Deadlines) -> None:
+        self.pending: list[Pending] | None = pending
+        self.remaining = len(pending)
+        self.then: Callable[[], None] | None = then
+        self.deadlines = deadlines
+        self.token = -1
+
+    def one_done(self, _: Pending) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.complete()
+
+    def complete(self) -> None:
+        then = self.then
+        if then is None:
+            return
+        self.then = None
+        self.deadlines.cancel(self.token)  # the deadline held this object's bound method
+        pending, self.pending = self.pending, None
+        if self.remaining and pending is not None:
+            for p in pending:
+                p.remove_done_callback(self.one_done)
+        then()
 
 
 class QueryProcessor:
@@ -218,29 +261,10 @@ class QueryProcessor:
 
     def _wait(self, pending: list[Pending], deadline: float, slo: float, then: Callable[[], None]) -> None:
         """Call ``then()`` once, when every pending output is done or at ``deadline``, whichever comes first."""
-        remaining = len(pending)
-        fired = False
-
-        def complete() -> None:
-            nonlocal fired
-            if fired:
-                return
-            fired = True
-            entry[1] = None
-            if remaining:
-                for p in pending:
-                    p.remove_done_callback(one_done)
-            then()
-
-        def one_done(_: Pending) -> None:
-            nonlocal remaining
-            remaining -= 1
-            if remaining == 0:
-                complete()
-
-        entry = self.deadlines.add(slo, deadline, complete)
+        gather = _Gather(pending, then, self.deadlines)
+        gather.token = self.deadlines.add(slo, deadline, gather.complete)
         for p in pending:
-            p.add_done_callback(one_done)
+            p.add_done_callback(gather.one_done)
 
     def _render(self, app: AppInfo, result: Any, m: _AppMetrics) -> dict[str, Any]:
         m.num.count += 1
