@@ -114,7 +114,8 @@ class Replica:
     in_flight: int = 0
     batch_limit: float = 1.0
     slow_start: bool = True
-    last_batch: int = 1
+    #: size of the replica's most recently answered batch: under closed-loop load, how many clients are coming back
+    last_answered: int = 1
     last_seen: float = 0.0
     status: dict[str, Any] = field(default_factory=dict)
     errors: int = 0
@@ -167,10 +168,13 @@ class ModelQueue:
         """Send batches while there is queued work and a replica with a free slot.
 
         An idle replica takes whatever is queued at once, so a lone query pays no batching delay. A replica that
-        already has a batch in flight takes another once at least half as much work as its last batch is waiting
-        (or a full batch): under closed-loop load this settles into two alternating batches per replica, so the
-        model computes one while the frontend turns the other's answers into new requests, and smaller amounts of
-        work keep accumulating instead of trickling out as many tiny batches.
+        is still computing takes its next batch once as much work is waiting as its last answered batch held (or a
+        full batch): under closed-loop load those are the clients it just answered coming back, so the next batch
+        leaves when all of them are in, not with the first few of them, and the rest do not have to wait a whole
+        extra cycle. This settles into two alternating batches per replica: the model computes one while the
+        frontend turns the other's answers into new requests, and the next batch is already waiting at the
+        replica when the model finishes, so the RPC round trip stays hidden. Work that does not reach the
+        threshold leaves when the replica answers.
         """
         heap = self.heap
         if not heap:
@@ -184,8 +188,8 @@ class ModelQueue:
             if replica is None:
                 return
             limit = self._limit(replica)
-            if replica.in_flight and len(heap) < min(limit, max(1, replica.last_batch // 2)):
-                return
+            if replica.in_flight and len(heap) < min(limit, replica.last_answered):
+                return  # the replica is busy: its answer (or more work) dispatches again
             batch: list[Task] = []
             while heap and len(batch) < limit:
                 _, _, task = heapq.heappop(heap)
@@ -196,7 +200,6 @@ class ModelQueue:
                     continue
                 batch.append(task)
             if batch:
-                replica.last_batch = len(batch)
                 self.engine.send(replica, self, batch)
 
     def describe(self) -> dict[str, Any]:
@@ -386,6 +389,7 @@ class Engine:
             return  # a late answer for a batch already re-queued elsewhere
         replica, queue, tasks, sent = entry
         replica.in_flight -= 1
+        replica.last_answered = len(tasks)
         latency = perf_counter() - sent
         if len(outputs) != len(tasks):
             err = ModelError(
