@@ -72,6 +72,7 @@ OUR_MODELS = [
     ("batchable", batchable, 100_000, -1),
     ("batchable-b1", batchable, 100_000, 1),
 ]
+OUR_TARGETS = ("noop", "noop-cached", "batchable", "batchable-b1")
 
 
 # ---------------------------------------------------------------------------------------------- processes
@@ -496,7 +497,7 @@ class Bench:
             plan = [("noop", "noop", True), ("noop-cached", "noop", False),
                     ("batchable", "batchable", True), ("batchable-b1", "batchable-b1", True)]
             for label, app, vary in plan:
-                if label == "noop-cached" and self.args.no_cached:
+                if label not in self.args.ours or (label == "noop-cached" and self.args.no_cached):
                     continue
                 for c in self.args.conc:
                     self.drive(label, base, f"/{app}/predict", "input", c, vary,
@@ -779,6 +780,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="repeat the whole sequence N times and report per-point medians (default 1)")
     p.add_argument("--no-ours", action="store_true", help="skip the Clipper cluster (peers only)")
     p.add_argument("--no-cached", action="store_true", help="skip the noop-cached points")
+    p.add_argument("--ours", default=",".join(OUR_TARGETS),
+                   help=f"comma-separated targets of ours to run (default {','.join(OUR_TARGETS)})")
     p.add_argument("--no-write", action="store_true", help="do not append to bench/RESULTS.md")
     p.add_argument("--max-seconds", type=float, default=float(os.environ.get("BENCH_MAX_SECONDS", 1800)),
                    help="hard limit for the whole run (default 1800)")
@@ -793,6 +796,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [n for n in args.peers if n not in PEERS]
     if unknown:
         p.error(f"unknown peers {unknown}; known: {', '.join(PEERS)}")
+    args.ours = [n.strip() for n in str(args.ours).split(",") if n.strip()]
+    unknown = [n for n in args.ours if n not in OUR_TARGETS]
+    if unknown:
+        p.error(f"unknown targets {unknown}; ours are: {', '.join(OUR_TARGETS)}")
     return args
 
 
