@@ -45,7 +45,6 @@ RESULTS_MD = BENCH / "RESULTS.md"
 RESULTS_DIR = BENCH / "results"
 WRK_LUA = BENCH / "wrk.lua"
 CLUSTER_NAME = "bench"
-HIST_RESERVOIR = 4096  # size of the frontend's histogram reservoirs (clipper_frontend.metrics.Histogram)
 
 # The body every target gets (first double replaced by a per-request counter unless BENCH_VARY=0).
 # sum = 0.25 + 1.5 + 2.5 + ... + 9.5 = 49.75: every target's sanity check looks for it in the answer.
@@ -219,7 +218,6 @@ class Point:
     socket_errors: int
     mean_batch: float | None = None
     defaults: int | None = None
-    batch_exact: bool = True
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -290,8 +288,7 @@ def _f(value: str | None) -> float:
 
 @dataclass
 class Snapshot:
-    batch_mean: float
-    batch_n: int
+    batches: int
     model_num: int
     app_num: int
     app_default_ratio: float
@@ -301,8 +298,7 @@ class Snapshot:
         m = read_metrics(query_addr)
         hist = m.get(f"model:{model}:{version}:batch_size", {})
         return cls(
-            batch_mean=_f(hist.get("mean")),
-            batch_n=int(_f(hist.get("size"))),
+            batches=int(_f(hist.get("count"))),
             model_num=int(_f(m.get(f"model:{model}:{version}:num_predictions", {}).get("count"))),
             app_num=int(_f(m.get(f"app:{app}:num_predictions", {}).get("count"))),
             app_default_ratio=_f(m.get(f"app:{app}:default_prediction_ratio", {}).get("ratio")),
@@ -313,26 +309,12 @@ def point_defaults(before: Snapshot, after: Snapshot) -> int:
     return max(0, round(after.app_default_ratio * after.app_num - before.app_default_ratio * before.app_num))
 
 
-def point_mean_batch(before: Snapshot, after: Snapshot) -> tuple[float | None, bool]:
-    """Mean batch size of the batches sent during one point, from the batch_size histogram and the model counter.
-
-    The histogram is a reservoir of the last 4096 batch sizes. Exact when the reservoir is not full yet, or when
-    it holds nothing but this point's batches (its sum <= the queries the model saw during the point). Otherwise
-    the older samples still in the reservoir are assumed to have the previous mean; the result is flagged
-    approximate. Returns (mean, exact).
-    """
+def point_mean_batch(before: Snapshot, after: Snapshot) -> float | None:
+    """Mean size of the batches sent during one point: queries the model answered over batches it answered (the
+    batch_size histogram's ``count`` is every batch ever recorded, not just those in its reservoir)."""
     d_items = after.model_num - before.model_num
-    if d_items <= 0:
-        return None, True
-    s_end = after.batch_mean * after.batch_n
-    s_start = before.batch_mean * before.batch_n
-    if after.batch_n < HIST_RESERVOIR and after.batch_n > before.batch_n:
-        return (s_end - s_start) / (after.batch_n - before.batch_n), True
-    if s_end <= d_items + 0.01 * after.batch_n:
-        return after.batch_mean, True
-    m_old = before.batch_mean or 1.0
-    d_batches = HIST_RESERVOIR - (s_end - d_items) / m_old
-    return d_items / max(1.0, d_batches), False
+    d_batches = after.batches - before.batches
+    return d_items / d_batches if d_items > 0 and d_batches > 0 else None
 
 
 # ---------------------------------------------------------------------------------------------- targets
@@ -443,8 +425,7 @@ class Bench:
             time.sleep(0.5)  # let in-flight batches and deadline defaults land in the metrics
             after = snap()
             point.defaults = point_defaults(before, after)
-            point.mean_batch, exact = point_mean_batch(before, after)
-            point.batch_exact = exact
+            point.mean_batch = point_mean_batch(before, after)
             # Queries answered neither by the model nor with a default: with varying inputs there should be none.
             unanswered = (after.app_num - before.app_num) - (after.model_num - before.model_num) - point.defaults
             if vary and unanswered > 0.01 * max(1, after.app_num - before.app_num):
@@ -606,7 +587,7 @@ class Bench:
             "|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for p in self.points:
-            mb = f"{'' if p.batch_exact else '≈'}{p.mean_batch:.2f}" if p.mean_batch is not None else "–"
+            mb = f"{p.mean_batch:.2f}" if p.mean_batch is not None else "–"
             de = str(p.defaults) if p.defaults is not None else "–"
             lines.append(f"| {p.target} | {p.conc} | {p.rps:.0f} | {p.p50_ms:.2f} | {p.p99_ms:.2f} | {mb} | {de} | "
                          f"{'; '.join(p.notes)} |")
@@ -668,7 +649,7 @@ def median_points(points: list[Point]) -> list[Point]:
         out.append(Point(target, conc, med([p.rps for p in ps]), med([p.p50_ms for p in ps]),
                          med([p.p99_ms for p in ps]), round(med([p.requests for p in ps])),
                          sum(p.non2xx for p in ps), sum(p.socket_errors for p in ps), med([p.mean_batch for p in ps]),
-                         None if defaults is None else round(defaults), all(p.batch_exact for p in ps), notes))
+                         None if defaults is None else round(defaults), notes))
     return out
 
 
@@ -678,7 +659,7 @@ Appended by `bash bench/run.sh` (see [README.md](README.md) for what is measured
 newest last. Absolute numbers from the shared 2-core development machines are noisy; compare the ratios within
 one run. `rps` counts every 2xx answer, including default outputs returned at the SLO deadline (`defaults` is
 how many of the point's queries got one); `mean batch` is the mean size of the batches the frontend sent to the
-model during the point (≈: estimated, see README.md).
+model during the point (values marked ≈ in earlier sections were estimated from the histogram's reservoir).
 """
 
 

@@ -294,16 +294,19 @@ def test_metrics_move(fe: Frontend) -> None:
                     return int(entry["app:metrics-app:num_predictions"]["count"])
             return 0
 
-        before = count()
+        def latency_hist() -> dict[str, str]:
+            doc = requests.get(f"{fe.url}/metrics", timeout=5).json()
+            assert list(doc) == ["counters", "ratio_counters", "meters", "histograms"]
+            return {k: v for e in doc["histograms"] for k, v in e.items()}["app:metrics-app:prediction_latency"]
+
+        before, hist_before = count(), int(latency_hist()["count"])
         for i in range(3):
             fe.predict("metrics-app", {"input": [float(i), 0.5]})
         assert count() == before + 3
-        doc = requests.get(f"{fe.url}/metrics", timeout=5).json()
-        assert list(doc) == ["counters", "ratio_counters", "meters", "histograms"]
-        hists = {k: v for e in doc["histograms"] for k, v in e.items()}
-        lat = hists["app:metrics-app:prediction_latency"]
-        assert set(lat) >= {"unit", "size", "min", "max", "mean", "std_dev", "p50", "p95", "p99"}
+        lat = latency_hist()
+        assert set(lat) >= {"unit", "size", "min", "max", "mean", "std_dev", "p50", "p95", "p99", "count"}
         assert float(lat["p99"]) > 0
+        assert int(lat["count"]) == hist_before + 3
 
 
 def test_update_feedback(fe: Frontend) -> None:

@@ -116,8 +116,9 @@ class Histogram:
         }
 
     def render(self) -> dict[str, str]:
+        """The original's fields (over the reservoir) plus ``count``, every sample ever inserted."""
         snap = self.snapshot()
-        return {"unit": self.unit, **{k: _num(v) for k, v in snap.items()}}
+        return {"unit": self.unit, **{k: _num(v) for k, v in snap.items()}, "count": str(self.total)}
 
 
 class MetricsRegistry:
