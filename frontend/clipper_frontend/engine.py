@@ -116,6 +116,8 @@ class Replica:
     slow_start: bool = True
     #: size of the replica's most recently answered batch: under closed-loop load, how many clients are coming back
     last_answered: int = 1
+    #: moving average of the time from sending a batch to its answer (seconds; 0 until the first answer)
+    latency: float = 0.0
     last_seen: float = 0.0
     status: dict[str, Any] = field(default_factory=dict)
     errors: int = 0
@@ -175,6 +177,12 @@ class ModelQueue:
         frontend turns the other's answers into new requests, and the next batch is already waiting at the
         replica when the model finishes, so the RPC round trip stays hidden. Work that does not reach the
         threshold leaves when the replica answers.
+
+        A busy replica is only sent tasks that can still be answered in time: a task whose deadline is nearer than
+        the replica's usual send-to-answer latency is dropped (it gets the default output at its deadline either
+        way), so under overload the model spends its time on queries it can save instead of on answers that
+        arrive after their client got the default. An idle replica takes the earliest unexpired task regardless,
+        so a slow start can never starve a model of work or its latency estimate of fresh samples.
         """
         heap = self.heap
         if not heap:
@@ -191,11 +199,12 @@ class ModelQueue:
             if replica.in_flight and len(heap) < min(limit, replica.last_answered):
                 return  # the replica is busy: its answer (or more work) dispatches again
             batch: list[Task] = []
+            cutoff = now + replica.latency if replica.in_flight else now
             while heap and len(batch) < limit:
                 _, _, task = heapq.heappop(heap)
                 if task.future.done():
                     continue
-                if task.deadline <= now:
+                if task.deadline <= cutoff:
                     self.engine.drop(task)
                     continue
                 batch.append(task)
@@ -364,7 +373,7 @@ class Engine:
 
     def drop(self, task: Task) -> None:
         self.m_dropped.count += 1
-        task.future.set_result(TaskDropped("deadline passed before the task could be sent"))
+        task.future.set_result(TaskDropped("the deadline would pass before the model could answer"))
 
     def send(self, replica: Replica, queue: ModelQueue, batch: list[Task]) -> None:
         msg_id = next(self.msg_ids) & 0xFFFFFFFF
@@ -391,6 +400,7 @@ class Engine:
         replica.in_flight -= 1
         replica.last_answered = len(tasks)
         latency = perf_counter() - sent
+        replica.latency = latency if not replica.latency else 0.8 * replica.latency + 0.2 * latency
         if len(outputs) != len(tasks):
             err = ModelError(
                 f"model {replica.name}:{replica.version} returned {len(outputs)} outputs for {len(tasks)} inputs"
