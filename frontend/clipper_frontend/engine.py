@@ -179,8 +179,8 @@ class ModelQueue:
         threshold leaves when the replica answers.
 
         A busy replica is only sent tasks that can still be answered in time: a task whose deadline is nearer than
-        the replica's usual send-to-answer latency is dropped (it gets the default output at its deadline either
-        way), so under overload the model spends its time on queries it can save instead of on answers that
+        the replica's usual send-to-answer latency is dropped (its query gets the default output now rather than
+        at its deadline), so under overload the model spends its time on queries it can save instead of on answers that
         arrive after their client got the default. An idle replica takes the earliest unexpired task regardless,
         so a slow start can never starve a model of work or its latency estimate of fresh samples.
         """
