@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from clipper_core.input_types import Doubles
-from clipper_frontend.engine import Engine, Pending, Replica, TaskDropped
+from clipper_frontend.engine import Engine, Replica
 from clipper_frontend.metrics import MetricsRegistry
+from clipper_frontend.tasks import Pending, TaskDropped
+
+from clipper_core.input_types import Doubles
 
 
 def _run(scenario: Callable[[Engine, Replica, list[list[bytes]]], None]) -> None:

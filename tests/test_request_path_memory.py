@@ -12,14 +12,14 @@ import gc
 from collections.abc import Iterator
 
 import pytest
-
-from clipper_core.input_types import Doubles
-from clipper_core.rpc.frames import ERROR_PREFIX
 from clipper_frontend.cache import PredictionCache, cache_prefix
 from clipper_frontend.engine import Engine, Replica
 from clipper_frontend.metrics import MetricsRegistry
 from clipper_frontend.predict import QueryProcessor
 from clipper_frontend.state import AppInfo, ClusterView, ModelInfo
+
+from clipper_core.input_types import Doubles
+from clipper_core.rpc.frames import ERROR_PREFIX
 
 
 @pytest.fixture
@@ -55,7 +55,8 @@ def _answer_all(engine: Engine, sent: list[tuple[int, list[bytes]]]) -> None:
     while sent:
         msg_id, payloads = sent.pop(0)
         # Every third output is a model error, to cover that path too.
-        engine.on_response(msg_id, [ERROR_PREFIX.encode() + b"boom" if i % 3 == 2 else b"2.5" for i in range(len(payloads))])
+        error = ERROR_PREFIX.encode() + b"boom"
+        engine.on_response(msg_id, [error if i % 3 == 2 else b"2.5" for i in range(len(payloads))])
 
 
 @pytest.mark.parametrize("cache_size", [0, 1 << 20])

@@ -13,13 +13,14 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from time import perf_counter
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clipper_core.rpc.frames import ERROR_PREFIX
 from clipper_frontend.cache import PredictionCache, cache_prefix
+from clipper_frontend.tasks import ModelError, NoReplica, Pending, Task, TaskDropped
 
 if TYPE_CHECKING:
     from clipper_frontend.metrics import MetricsRegistry
@@ -30,75 +31,6 @@ DEFAULT_MAX_IN_FLIGHT = 2
 MAX_ADAPTIVE_BATCH = 1024
 _ERROR_PREFIX = ERROR_PREFIX.encode()
 BUDGET_FRACTION = 0.4  # share of the SLO one batch may take, leaving room for queueing and a second batch
-
-
-class ModelError(Exception):
-    """The model (or its replica) failed for this query; the message names the cause.
-
-    Task futures resolve with either the output string or one of these exception *objects* as their result, so a
-    query whose caller already gave up never leaves an unretrieved exception behind.
-    """
-
-
-class TaskDropped(Exception):
-    """The task expired in the queue or its model went away before it could be sent."""
-
-
-class NoReplica(Exception):
-    """The last replica of the task's model version went away before the task could be sent."""
-
-
-_UNSET: Any = object()
-
-
-class Pending:
-    """The outcome of one task: an output string or an error object (never an exception).
-
-    A minimal stand-in for ``asyncio.Future``: callbacks run synchronously when the result arrives instead of being
-    scheduled for the next loop pass, which saves a loop iteration and a handle per query on the request path.
-    """
-
-    __slots__ = ("_value", "_waiters")
-
-    def __init__(self) -> None:
-        self._value = _UNSET
-        self._waiters: list[Callable[[Pending], None]] = []
-
-    def done(self) -> bool:
-        return self._value is not _UNSET
-
-    def result(self) -> Any:
-        return self._value
-
-    def set_result(self, value: Any) -> None:
-        if self._value is not _UNSET:
-            return
-        self._value = value
-        waiters, self._waiters = self._waiters, []
-        for callback in waiters:
-            callback(self)
-
-    def add_done_callback(self, callback: Callable[[Pending], None]) -> None:
-        if self._value is _UNSET:
-            self._waiters.append(callback)
-        else:
-            callback(self)
-
-    def remove_done_callback(self, callback: Callable[[Pending], None]) -> None:
-        try:
-            self._waiters.remove(callback)
-        except ValueError:
-            pass
-
-
-class Task:
-    __slots__ = ("deadline", "payload", "future", "enqueued")
-
-    def __init__(self, deadline: float, payload: bytes, future: Pending, enqueued: float) -> None:
-        self.deadline = deadline
-        self.payload = payload
-        self.future = future
-        self.enqueued = enqueued
 
 
 @dataclass(eq=False)

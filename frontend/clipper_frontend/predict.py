@@ -16,9 +16,10 @@ from typing import Any
 import orjson
 
 from clipper_core.errors import InputDecodeError
-from clipper_frontend.engine import Engine, ModelError, NoReplica, Pending
+from clipper_frontend.engine import Engine
 from clipper_frontend.metrics import MetricsRegistry
 from clipper_frontend.state import AppInfo, ClusterView, parse_output
+from clipper_frontend.tasks import ModelError, NoReplica, Pending
 
 logger = logging.getLogger(__name__)
 
