@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import signal
@@ -132,10 +131,6 @@ class Bench:
             self.say(f"# deployed {name} (slo {slo / 1000:g} ms, batch_size {batch_size}) "
                      f"in {time.monotonic() - t0:.1f} s")
         return conn
-
-    def query_pid(self) -> int:
-        cluster_dir = Path(os.environ["CLIPPER_HOME"]) / "clusters" / CLUSTER_NAME
-        return int(json.loads((cluster_dir / "processes.json").read_text())["query"])
 
     def run_ours(self) -> None:
         conn = self.start_cluster(OUR_MODELS)
