@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +50,16 @@ def wrk_cpu_prefix() -> list[str]:
     return []
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: have the kernel send SIGTERM when the bench process dies (even by SIGKILL), so a
+    wrk run never outlives the run that started it. taskset execs wrk in the same process, which keeps this."""
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: wrk still ends by itself after its duration
+
+
 _wrk_runs = 0
 
 
@@ -58,7 +70,8 @@ def run_wrk(base_url: str, path: str, shape: str, conc: int, duration: float, va
            "BENCH_SEED": str(_wrk_runs * 100_000_000)}
     argv = [*wrk_cpu_prefix(), "wrk", "-t1", f"-c{conc}", f"-d{max(1, round(duration))}s", "--timeout", "5s",
             "--latency", "-s", str(WRK_LUA), base_url]
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60, check=False)
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60, check=False,
+                         preexec_fn=_die_with_parent)
     for line in out.stdout.splitlines():
         if line.startswith("WRK_RESULT "):
             return json.loads(line[len("WRK_RESULT "):])
