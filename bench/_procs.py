@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -129,15 +128,3 @@ def cleanup_from_state(state_path: Path) -> None:
         print(f"bench: cleanup: stopping cluster {state['cluster']}", file=sys.stderr)
         stop_cluster(state.get("clipper_home"), state.get("cluster"))
     state_path.unlink(missing_ok=True)
-
-
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports

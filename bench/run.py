@@ -35,11 +35,13 @@ from pathlib import Path
 
 from _metrics import Snapshot, point_defaults, point_mean_batch
 from _paths import CLUSTER_NAME, RESULTS_DIR, RESULTS_MD, ROOT
-from _procs import Processes, cleanup_from_state, free_ports
+from _procs import Processes, cleanup_from_state
 from _profile import profile
 from _report import machine_info, median_points, ratio_lines, write_results
 from _targets import PEERS, Target, wait_answering
 from _wrk import Point, run_wrk, to_point, wrk_cpu_prefix
+
+from clipper_core._redis_server import free_ports
 
 # ---------------------------------------------------------------------------------------------- the models
 

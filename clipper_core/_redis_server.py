@@ -86,6 +86,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct ports that were free a moment ago (all held open together, so none is handed out twice)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def check_ports(cluster_name: str, wanted: list[tuple[int, str, str]], check_free: bool = True) -> None:
     """Raise a :class:`ClipperException` naming the first ``(port, what, host)`` that is used twice or taken.
 

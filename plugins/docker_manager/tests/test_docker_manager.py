@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import requests
 from clipper_deployers import python as python_deployer
-from docker_test_support import PREFIX, free_ports
+from docker_test_support import PREFIX
 
+from clipper_core._redis_server import free_ports
 from clipper_core.container_manager import (
     CLIPPER_DOCKER_LABEL,
     CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
