@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clipper_core._redis_server import free_port, redis_command, wait_for_port, stop_process
+from clipper_core._redis_server import free_port, redis_command, stop_process, wait_for_port
 
 
 @pytest.fixture(scope="session")

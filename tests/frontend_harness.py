@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,7 +13,8 @@ from pathlib import Path
 import redis
 import requests
 
-from clipper_core._redis_server import free_port, wait_for_port, stop_process
+from clipper_core._redis_server import free_ports, stop_process, wait_for_port
+from tests._wait import wait_until
 
 
 @dataclass
@@ -71,12 +71,11 @@ class Frontend:
         return requests.post(f"{self.url}/{app}/predict", json=body, timeout=30, **kw)
 
     def wait_until(self, cond, timeout: float = 10.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if cond():
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}; frontend log:\n{self.log.read_text()[-3000:]}")
+        """:func:`tests._wait.wait_until`, with the end of the frontend's log in the failure message."""
+        try:
+            wait_until(cond, timeout, what, interval=0.02)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; frontend log:\n{self.log.read_text()[-3000:]}") from None
 
     def wait_for_app(self, app: str) -> None:
         def ready() -> bool:
@@ -87,7 +86,7 @@ class Frontend:
 
 @contextmanager
 def query_frontend(redis_port: int, tmp: Path, *extra: str) -> Iterator[Frontend]:
-    port, rpc_port = free_port(), free_port()
+    port, rpc_port = free_ports(2)
     log = tmp / f"query-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(

@@ -15,43 +15,20 @@ import requests
 
 from clipper_admin import ClipperConnection, ClipperException, LocalContainerManager
 from clipper_admin.deployers import python as python_deployer
-from clipper_core._local_state import pid_alive, read_json
-from clipper_core._redis_server import free_port
+from clipper_core._local_state import pid_alive, read_json, recorded_pids
+from clipper_core._redis_server import free_ports
+from tests._wait import wait_until
 
 pytestmark = pytest.mark.cluster
 
 
 def ports() -> dict[str, int]:
-    return {
-        "clipper_query_port": free_port(),
-        "clipper_management_port": free_port(),
-        "clipper_rpc_port": free_port(),
-        "redis_port": free_port(),
-    }
+    names = ("clipper_query_port", "clipper_management_port", "clipper_rpc_port", "redis_port")
+    return dict(zip(names, free_ports(4), strict=True))
 
 
-def wait_until(cond, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what} (last value {last!r})")
-
-
-def cluster_pids(cm: LocalContainerManager) -> set[int]:
-    import json
-
-    path = Path(cm.cluster_dir) / "processes.json"
-    data = json.loads(path.read_text())
-    pids = {data["supervisor"], data["management"], data["query"]}
-    if data.get("redis"):
-        pids.add(data["redis"])
-    for reps in data.get("replicas", {}).values():
-        pids.update(r["pid"] for r in reps)
-    return {p for p in pids if p}
+def cluster_pids(cm: LocalContainerManager) -> list[int]:
+    return recorded_pids(read_json(Path(cm.cluster_dir) / "processes.json"))
 
 
 @pytest.fixture

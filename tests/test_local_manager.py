@@ -9,9 +9,8 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import cloudpickle
@@ -20,32 +19,20 @@ import pytest
 
 from clipper_core._local_lifecycle import accepts
 from clipper_core._local_state import ENV_CLUSTER_DIR, looks_like_ours, pid_alive, recorded_pids, write_json_atomic
-from clipper_core._redis_server import free_port
+from clipper_core._redis_server import free_port, free_ports
 from clipper_core.errors import ClipperException
 from clipper_core.local import LocalContainerManager
+from tests._wait import wait_until
 
 pytestmark = pytest.mark.cluster
 
-DEADLINE = 30.0
-
-
-def wait_for(condition: Callable[[], object], timeout: float = DEADLINE, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def new_manager(name: str) -> LocalContainerManager:
+    query, mgmt, rpc, redis_port = free_ports(4)
     return LocalContainerManager(
-        cluster_name=name,
-        clipper_query_port=free_port(),
-        clipper_management_port=free_port(),
-        clipper_rpc_port=free_port(),
-        redis_port=free_port(),
+        cluster_name=name, clipper_query_port=query, clipper_management_port=mgmt, clipper_rpc_port=rpc,
+        redis_port=redis_port,
     )
 
 
@@ -107,8 +94,10 @@ def test_connect_to_non_running_cluster_fails(clipper_home: Path) -> None:
 
 
 def test_stop_all_without_cluster_is_a_no_op(clipper_home: Path) -> None:
-    LocalContainerManager("nothing").stop_all()
-    LocalContainerManager("nothing").stop_all(graceful=False)
+    cm = LocalContainerManager("nothing")
+    cm.stop_all()
+    cm.stop_all(graceful=False)
+    assert not cm.is_running() and not cm.paths.root.exists()
 
 
 def test_port_conflict_fails_before_anything_starts(managers: list[LocalContainerManager]) -> None:
@@ -290,10 +279,10 @@ def test_deploy_restart_scale_and_stop(cluster: LocalContainerManager, tmp_path:
     assert proc.environ()["CLIPPER_PORT"] == str(cluster.clipper_rpc_port)
     assert proc.environ()["CLIPPER_CLUSTER_DIR"] == str(cluster.paths.root)
     ready = cluster.paths.ready_file("m", "1", 0)
-    wait_for(ready.exists, what="the replica's readiness file")
+    wait_until(ready.exists, what="the replica's readiness file")
 
     os.kill(pid, signal.SIGKILL)
-    new = wait_for(lambda: [p for p in cluster.replica_pids("m", "1") if p != pid], what="a restarted replica")
+    new = wait_until(lambda: [p for p in cluster.replica_pids("m", "1") if p != pid], what="a restarted replica")
     assert len(new) == 1 and not pid_alive(pid)
 
     cluster.set_num_replicas("m", "1", "doubles", image, 3)
@@ -335,7 +324,7 @@ def test_stop_all_after_supervisor_was_killed(cluster: LocalContainerManager, tm
     pids = all_pids(cluster)
     sup = json.loads(cluster.paths.processes_json.read_text())["supervisor"]
     os.kill(sup, signal.SIGKILL)
-    wait_for(lambda: not cluster.is_running(), what="the supervisor to die")
+    wait_until(lambda: not cluster.is_running(), what="the supervisor to die")
     cluster.stop_all()
     assert not [p for p in pids if pid_alive(p)]
 
@@ -360,7 +349,7 @@ def test_restart_after_supervisor_was_killed(cluster: LocalContainerManager, tmp
     cluster.deploy_model("m", "1", "doubles", image, num_replicas=1)
     old = all_pids(cluster)
     os.kill(json.loads(cluster.paths.processes_json.read_text())["supervisor"], signal.SIGKILL)
-    wait_for(lambda: not cluster.is_running(), what="the supervisor to die")
+    wait_until(lambda: not cluster.is_running(), what="the supervisor to die")
     cluster.start_clipper()  # the orphans holding the ports are cleaned up first
     assert cluster.is_running() and not [p for p in old if pid_alive(p)]
     assert cluster.get_num_replicas("m", "1") == 0
@@ -370,7 +359,7 @@ def test_external_redis(managers: list[LocalContainerManager], clean_redis: tupl
     import redis
 
     host, port = clean_redis
-    cm = LocalContainerManager("ext", free_port(), free_port(), free_port(), redis_ip=host, redis_port=port)
+    cm = LocalContainerManager("ext", *free_ports(3), redis_ip=host, redis_port=port)
     managers.append(cm)
     cm.start_clipper()
     assert json.loads(cm.paths.processes_json.read_text())["redis"] is None
@@ -390,7 +379,7 @@ def test_replica_runs_in_model_venv(cluster: LocalContainerManager, tmp_path: Pa
     cluster.deploy_model("v", "1", "doubles", image, num_replicas=1)
     (pid,) = cluster.replica_pids("v", "1")
     assert psutil.Process(pid).cmdline()[0] == str(cluster.paths.venv_dir("v", "1") / "bin" / "python")
-    wait_for(cluster.paths.ready_file("v", "1", 0).exists, what="the venv replica to load its model")
+    wait_until(cluster.paths.ready_file("v", "1", 0).exists, what="the venv replica to load its model")
 
 
 def test_services_are_restarted(cluster: LocalContainerManager) -> None:
@@ -402,8 +391,8 @@ def test_services_are_restarted(cluster: LocalContainerManager) -> None:
         old = pid_of(name)
         assert old is not None
         os.kill(old, signal.SIGKILL)
-        wait_for(lambda n=name, o=old: pid_of(n) not in (None, o), what=f"{name} to be restarted")
-    wait_for(
+        wait_until(lambda n=name, o=old: pid_of(n) not in (None, o), what=f"{name} to be restarted")
+    wait_until(
         lambda: all(accepts("127.0.0.1", port) for port in (cluster.clipper_query_port, cluster.clipper_management_port)),
         what="the frontends to listen again",
     )
@@ -419,7 +408,7 @@ def test_supervisor_survives_unreachable_redis(managers: list[LocalContainerMana
     try:
         wait_for_port(port, proc=ext)
         cm = LocalContainerManager(
-            "flaky", free_port(), free_port(), free_port(), redis_ip="127.0.0.1", redis_port=port
+            "flaky", *free_ports(3), redis_ip="127.0.0.1", redis_port=port
         )
         managers.append(cm)
         cm.start_clipper()
@@ -428,7 +417,7 @@ def test_supervisor_survives_unreachable_redis(managers: list[LocalContainerMana
         ext.kill()
         ext.wait()
         log = cm.paths.logs / "supervisor.log"
-        wait_for(
+        wait_until(
             lambda: f"Redis at 127.0.0.1:{port} unreachable" in log.read_text(errors="replace"),
             what="the supervisor to notice the dead Redis",
         )
@@ -454,4 +443,4 @@ def test_supervisor_stops_when_its_cluster_dir_is_removed(cluster: LocalContaine
 
     pids = all_pids(cluster)
     shutil.rmtree(cluster.paths.root)
-    wait_for(lambda: not [p for p in pids if pid_alive(p)], what="every process of the removed cluster to exit")
+    wait_until(lambda: not [p for p in pids if pid_alive(p)], what="every process of the removed cluster to exit")

@@ -77,6 +77,7 @@ class Client:
     def __init__(self, port: int, redis_addr: tuple[str, int]) -> None:
         self.base = f"http://127.0.0.1:{port}"
         self.redis_addr = redis_addr
+        self._clients: dict[int, redis.Redis] = {}
 
     def post(self, endpoint: str, body: Any) -> requests.Response:
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
@@ -93,7 +94,12 @@ class Client:
         assert (r.status_code, r.text) == (400, text)
 
     def db(self, n: int) -> redis.Redis:
-        return redis.Redis(host=self.redis_addr[0], port=self.redis_addr[1], db=n, decode_responses=True)
+        client = self._clients.get(n)
+        if client is None:
+            client = self._clients[n] = redis.Redis(
+                host=self.redis_addr[0], port=self.redis_addr[1], db=n, decode_responses=True
+            )
+        return client
 
     # shortcuts
     def add_app(self, name: str = "app", input_type: str = "doubles", default: str = "-1.0", slo: int = 100000) -> None:
@@ -445,15 +451,7 @@ def test_delete_versioned_model(c: Client) -> None:
     c.add_model(version="1")
     c.add_model(version="2")
     for version, rid in (("1", 0), ("1", 1), ("2", 0)):
-        c.db(3).hset(
-            f"m,{version},{rid}",
-            mapping={
-                "model_id": f"m:{version}",
-                "model_name": "m",
-                "model_version": version,
-                "model_replica_id": str(rid),
-            },
-        )
+        _add_replica(c, version, rid)
     c.db(8).hset("m:1", mapping={"image": "local:x/m:1", "input_type": "doubles", "num_replicas": "2"})
     r = c.ok("delete_versioned_model", {"model_name": "m", "model_version": "1"})
     assert r.text == "Successfully deleted model with name 'm' and version '1'"

@@ -86,6 +86,7 @@ def test_answered_requests_leave_no_garbage_cycles(no_gc: None, cache_size: int)
         deadline = asyncio.get_running_loop().time() + 5
         while len(answers) < 3 * 103 + 50 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.005)
+        assert len(answers) == 3 * 103 + 50, "every deadline fired"
         assert [b'"default":true' in body for _, body in answers[-50:]] == [True] * 50
         _answer_all(engine, sent)
         assert not engine.inflight and not engine.pending
