@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import requests
 
+from clipper_core.config_store import EPOCH_HEADER
 from clipper_core.errors import ClipperException, InputDecodeError
 from clipper_core.input_types import InputType
 
@@ -22,7 +23,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
 JSON_HEADERS = {"Content-type": "application/json"}
-EPOCH_HEADER = "X-Clipper-Config-Epoch"
 _BAD_TYPE = "Invalid input type"
 _BAD_TYPE_OR_KEY = "Invalid input type or JSON key"
 

@@ -37,6 +37,8 @@ CURRENT_VERSION_PREFIX = "CURRENT_MODEL_VERSION:"
 REPLICA_COUNTER_PREFIX = "REPLICA_ID_COUNTER:"
 CONFIG_EPOCH_KEY = "CONFIG_EPOCH"  # bumped after every management mutation (read-your-writes for clients)
 CONFIG_EPOCH_CHANNEL = "clipper:config_epoch"
+#: response header of a management mutation: the configuration epoch it produced (read-your-writes for clients)
+EPOCH_HEADER = "X-Clipper-Config-Epoch"
 NO_CONTAINER = "NO_CONTAINER"
 PROHIBITED_CHARS = (",", ":")
 

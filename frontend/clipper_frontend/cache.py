@@ -37,11 +37,6 @@ class PredictionCache:
         self._data: OrderedDict[bytes, str] = OrderedDict()
         self._referenced: set[bytes] = set()
         self.bytes = 0
-        self.evictions = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.max_bytes > 0
 
     def get(self, key: bytes) -> str | None:
         value = self._data.get(key)
@@ -71,7 +66,6 @@ class PredictionCache:
                 data.move_to_end(key)
                 continue
             self.bytes -= _entry_size(key, data.pop(key))
-            self.evictions += 1
             return
 
     def drop_model(self, name: str, version: str) -> None:

@@ -1,9 +1,10 @@
 """The serving engine: one deadline-ordered (EDF) queue per model version, shared by all its replicas.
 
 Replicas pull: whenever a task arrives or a replica has a free slot, :meth:`ModelQueue.dispatch` forms a batch
-from the earliest deadlines and sends it. Expired tasks are dropped before sending. With ``batch_size == -1`` each
-replica adapts its batch limit (AIMD: +1 while batches finish inside the latency budget, x0.9 on a miss); a fixed
-batch size is honoured exactly (never larger, never padded).
+from the earliest deadlines and sends it. Expired tasks are dropped before sending, and so are tasks a busy replica
+could not answer before their deadline. With ``batch_size == -1`` each replica adapts its batch limit (a doubling
+slow start, then AIMD: +1 while batches finish inside the latency budget, x0.9 on a miss); a fixed batch size is
+honoured exactly (never larger, never padded).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ class Replica:
     version: str
     input_code: int
     replica_id: int = -1
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     in_flight: int = 0
     batch_limit: float = 1.0
     slow_start: bool = True
@@ -120,10 +120,11 @@ class ModelQueue:
         if not heap:
             return
         now = self.engine.loop.time()
+        max_in_flight = self.engine.max_in_flight
         while heap:
             replica = None
             for r in self.replicas:
-                if r.in_flight < r.max_in_flight and (replica is None or r.in_flight < replica.in_flight):
+                if r.in_flight < max_in_flight and (replica is None or r.in_flight < replica.in_flight):
                     replica = r
             if replica is None:
                 return
@@ -224,7 +225,6 @@ class Engine:
         self.queue(name, version).batch_size = batch_size
 
     def add_replica(self, replica: Replica) -> None:
-        replica.max_in_flight = self.max_in_flight
         q = self.queue(replica.name, replica.version)
         q.replicas.append(replica)
         q.dispatch()

@@ -60,7 +60,7 @@ class Routes:
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
         "routes", "transport", "parser", "url", "body", "body_len", "queue", "busy", "closing", "too_big",
-        "expect_continue", "idle", "last_activity", "paused", "loop",
+        "expect_continue", "idle", "last_activity", "paused", "loop", "keep_alive",
     )
 
     def __init__(self, routes: Routes) -> None:
@@ -73,6 +73,7 @@ class HttpProtocol(asyncio.Protocol):
         self.body_len = 0
         self.queue: deque[tuple[bytes, bytes, bytes, bool]] = deque()
         self.busy = False
+        self.keep_alive = True  # of the request being answered (one at a time per connection)
         self.closing = False
         self.too_big = False
         self.expect_continue = False
@@ -90,6 +91,7 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.transport = None
+        self.parser = None  # type: ignore[assignment]  # it refers back to this protocol: no cycle left to collect
         if self.idle is not None:
             self.idle.cancel()
 
@@ -175,9 +177,8 @@ class HttpProtocol(asyncio.Protocol):
         if path.endswith(b"/"):
             path = path[:-1]
         parts = path.split(b"/")
-
-        def respond(status: int, payload: bytes, content_type: bytes = b"application/json") -> None:
-            self._write(status, payload, content_type, keep_alive)
+        self.keep_alive = keep_alive
+        respond = self._respond  # a bound method, not a closure per request
 
         try:
             if len(parts) == 3 and parts[0] == b"":
@@ -205,6 +206,9 @@ class HttpProtocol(asyncio.Protocol):
             logger.exception("unexpected error answering %s %s", method, url)
             respond(*error_response(500, "Internal error", "An unexpected error occurred!"))
 
+    def _respond(self, status: int, payload: bytes, content_type: bytes = b"application/json") -> None:
+        self._write(status, payload, content_type, self.keep_alive)
+
     def _write(self, status: int, payload: bytes, content_type: bytes, keep_alive: bool) -> None:
         transport = self.transport
         if transport is None or self.closing:
@@ -217,7 +221,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.busy = False
         if self.queue:  # pipelined requests waiting behind this one
-            asyncio.get_running_loop().call_soon(self._next)
+            self.loop.call_soon(self._next)
 
     def _reply_and_close(self, status: int, payload: bytes) -> None:
         transport = self.transport

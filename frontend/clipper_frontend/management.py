@@ -23,7 +23,7 @@ import orjson
 import tornado.web
 from redis.exceptions import RedisError
 
-from clipper_core.config_store import ConfigStore
+from clipper_core.config_store import EPOCH_HEADER, ConfigStore
 from clipper_core.container_manager import CLIPPER_MANAGEMENT_PORT, REDIS_PORT
 from clipper_core.errors import ClipperException
 from clipper_frontend._serve import connect_redis, run, setup_logging
@@ -32,7 +32,6 @@ from clipper_frontend.management_ops import ManagementOps
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/json"
-EPOCH_HEADER = "X-Clipper-Config-Epoch"
 # get_linked_models and delete_versioned_model are prefix matches in the original (their regexes lack the "$").
 _PREFIX_ROUTES = ("get_linked_models", "delete_versioned_model")
 
@@ -44,9 +43,6 @@ class _JsonErrorsMixin(tornado.web.RequestHandler):
     def compute_etag(self) -> None:
         return None
 
-    def send_json_error(self, status: int, error: str, cause: str) -> None:
-        self.set_status(status)
-        self.finish(orjson.dumps({"error": error, "cause": cause}))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -71,7 +67,7 @@ class AdminHandler(_JsonErrorsMixin):
 
     async def post(self, endpoint: str) -> None:
         try:
-            result, epoch = await self.ops.call_with_epoch(endpoint, self.request.body)
+            result, epoch = await self.ops.call(endpoint, self.request.body)
         except ClipperException as e:
             logger.info("%s refused: %s", endpoint, e.msg)
             self.set_status(e.status_code)

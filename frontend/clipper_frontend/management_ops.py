@@ -113,7 +113,8 @@ Result = str | list[Any] | dict[str, Any]
 
 
 class ManagementOps:
-    """The management API's operations. ``await ops.call(endpoint, raw_body)`` runs one request."""
+    """The management API's operations. ``await ops.call(endpoint, raw_body)`` runs one request and returns its
+    result and, for a successful mutation, the configuration epoch it produced."""
 
     def __init__(self, store: ConfigStore, input_types: Any) -> None:
         self.store = store
@@ -140,13 +141,9 @@ class ManagementOps:
     def endpoints(self) -> list[str]:
         return list(self._endpoints)
 
-    async def call(self, endpoint: str, raw: bytes) -> Result:
-        """Run one endpoint; JSON errors come back wrapped as the original's ``json_error_msg``."""
-        result, _ = await self.call_with_epoch(endpoint, raw)
-        return result
-
-    async def call_with_epoch(self, endpoint: str, raw: bytes) -> tuple[Result, int | None]:
-        """Like :meth:`call`; a successful mutation also returns the configuration epoch it produced.
+    async def call(self, endpoint: str, raw: bytes) -> tuple[Result, int | None]:
+        """Run one endpoint; JSON errors come back wrapped as the original's ``json_error_msg``. A successful
+        mutation also returns the configuration epoch it produced.
 
         Query frontends report the epoch they have applied in ``/healthz``, so a client can wait until its own
         change is being served (read-your-writes).

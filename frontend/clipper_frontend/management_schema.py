@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from clipper_core.errors import ManagementError
-from clipper_core.input_types import INT32_MAX, INT32_MIN, json_type_name
+from clipper_core.input_types import INT32_MAX, INT32_MIN, json_type_name, type_mismatch
 
 # Schema texts, byte for byte as the original's (including their stray commas).
 ADD_APPLICATION_JSON_SCHEMA = """
@@ -122,9 +122,7 @@ class Body:
 
     @staticmethod
     def _mismatch(key: str, expected: str, value: Any) -> JsonRequestError:
-        return JsonRequestError(
-            f"Type mismatch! JSON key {key} expected type {expected}but found type {json_type_name(value)}"
-        )
+        return JsonRequestError(str(type_mismatch(key, expected, value)))
 
     def string(self, key: str) -> str:
         value = self._get(key)

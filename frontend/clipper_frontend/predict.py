@@ -71,7 +71,6 @@ class Deadlines:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._fifos: dict[float, tuple[deque[float], deque[int]]] = {}
-        self._armed: dict[float, bool] = {}
         self._callbacks: dict[int, Callable[[], None]] = {}
         self._tokens = itertools.count()
 
@@ -84,8 +83,7 @@ class Deadlines:
         self._callbacks[token] = callback
         fifo[0].append(deadline)
         fifo[1].append(token)
-        if not self._armed.get(slo):
-            self._armed[slo] = True
+        if len(fifo[0]) == 1:  # the FIFO was empty, so no timer is armed for it
             self.loop.call_at(deadline, self._fire, slo)
         return token
 
@@ -104,8 +102,6 @@ class Deadlines:
                 callback()
         if deadlines:
             self.loop.call_at(deadlines[0], self._fire, slo)
-        else:
-            self._armed[slo] = False
 
 
 class _Gather:
