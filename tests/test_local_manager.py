@@ -162,6 +162,9 @@ def test_looks_like_ours_needs_the_cluster_dir(
         ),
     }
     try:
+        # Until a child has exec'ed, it still shows this process's command line and environment.
+        for proc in procs.values():
+            wait_until(lambda proc=proc: sleeper in psutil.Process(proc.pid).cmdline(), what="the child to exec")
         # a readable environment decides, whatever the command line says
         verdicts = {name: looks_like_ours(proc.pid, root) for name, proc in procs.items()}
         assert verdicts == {"unrelated": False, "other-cluster": False, "ours": True, "marker-and-port": False}
