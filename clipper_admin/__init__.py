@@ -8,7 +8,6 @@ imported only when first used, so this package imports without them.
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
 
 from clipper_admin import deployers
@@ -19,9 +18,10 @@ from clipper_core.admin import (
     DEFAULT_PREDICTION_CACHE_SIZE_BYTES,
     ClipperConnection,
 )
+from clipper_core.container_manager import clipper_registry
 from clipper_core.errors import ClipperException, UnconnectedException
 
-__registry__ = os.environ.get("CLIPPER_REGISTRY", "clipper")
+__registry__ = clipper_registry()
 
 # name -> (module, distribution to pip install, or None for clipper-core itself)
 _LAZY: dict[str, tuple[str, str | None]] = {

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import requests
 
-from clipper_core.config_store import EPOCH_HEADER
 from clipper_core.errors import ClipperException, InputDecodeError
 from clipper_core.input_types import InputType
 

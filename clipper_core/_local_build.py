@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from clipper_core._local_state import ClusterPaths, check_path_component, image_ref, write_json_atomic
+from clipper_core.container_manager import check_model_data_path
 from clipper_core.errors import ClipperException
 
 logger = logging.getLogger(__name__)
@@ -92,10 +93,7 @@ def build_local_model(
     """Copy ``model_data_path`` into ``models/<name>/<version>/`` (replacing an earlier build); return the image."""
     name = check_path_component(name, "model name")
     version = check_path_component(str(version), "model version")
-    source = Path(model_data_path) if model_data_path else None
-    if source is None or not source.is_dir():
-        msg = f"Model data path {model_data_path!r} does not exist or is not a directory"
-        raise ClipperException(msg)
+    source = Path(check_model_data_path(model_data_path))
     if container_registry:
         logger.debug("container_registry %r ignored by the local container manager", container_registry)
     target = paths.model_dir(name, version)

@@ -10,7 +10,6 @@ current) only once one of its replicas is connected (zero-downtime rollout).
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import time
 from typing import Any
@@ -19,7 +18,6 @@ import cloudpickle
 
 from clipper_core import __version__
 from clipper_core._admin_http import (
-    EPOCH_HEADER,
     get_json,
     post_admin,
     post_admin_json,
@@ -27,16 +25,23 @@ from clipper_core._admin_http import (
     probe,
     wait_for_epoch,
 )
-from clipper_core.container_manager import CONTAINERLESS_MODEL_IMAGE, ContainerManager, validate_model_name
+from clipper_core.config_store import EPOCH_HEADER
+from clipper_core.container_manager import (
+    CONTAINERLESS_MODEL_IMAGE,
+    DEFAULT_CACHE_SIZE,
+    ContainerManager,
+    clipper_registry,
+    validate_model_name,
+)
 from clipper_core.errors import ClipperException, InputDecodeError, UnconnectedException
 from clipper_core.input_types import InputType, InputTypeRegistry, default_input_types
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LABEL: list[str] = []
-DEFAULT_PREDICTION_CACHE_SIZE_BYTES = 33554432
+DEFAULT_PREDICTION_CACHE_SIZE_BYTES = DEFAULT_CACHE_SIZE
 CLIPPER_TEMP_DIR = "/tmp/clipper"
-CLIPPER_REGISTRY = os.environ.get("CLIPPER_REGISTRY", "clipper")
+CLIPPER_REGISTRY = clipper_registry()
 
 
 def _validate_versioned_model_name(name: str, version: str) -> None:
@@ -267,7 +272,7 @@ class ClipperConnection:
         msg = (
             f"No replica of model {name}:{version} connected to the query frontend within "
             f"{self.deploy_timeout_s:g} s; the replicas were stopped and the version was not registered. "
-            f"{self._replica_log_hint(name, version)}"
+            f"{self.cm.replica_log_hint(name, version)}"
         )
         raise ClipperException(msg)
 
@@ -276,19 +281,6 @@ class ClipperConnection:
             self.cm.stop_models({name: [version]})
         except ClipperException as exc:
             logger.warning("Could not stop the replicas of %s:%s: %s", name, version, exc.msg)
-
-    def _replica_log_hint(self, name: str, version: str) -> str:
-        hint = "Check the replica logs with ClipperConnection.get_clipper_logs()"
-        logs = getattr(getattr(self.cm, "paths", None), "logs", None)  # the local manager's log directory
-        if logs is None:
-            return hint + "."
-        hint += f" or in {logs}/{name}_{version}-*.log"
-        try:
-            with open(os.path.join(str(logs), f"{name}_{version}-0.log"), errors="replace") as f:
-                last = "".join(f.readlines()[-15:]).rstrip()
-        except OSError:
-            return hint + "."
-        return f"{hint}. Last lines of {name}_{version}-0.log:\n{last}"
 
     def register_model(
         self,

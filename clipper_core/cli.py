@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from clipper_core.container_manager import DEFAULT_CACHE_SIZE
 from clipper_core.errors import ClipperException
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rpc-port", type=int, default=7000)
     p.add_argument("--redis-port", type=int, default=6379)
     p.add_argument("--redis-ip", default=None, help="use this Redis instead of starting one")
-    p.add_argument("--cache-size", type=int, default=33554432, help="prediction cache size in bytes")
+    p.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_SIZE, help="prediction cache size in bytes")
 
     p = sub.add_parser("stop", help="stop a cluster and all its model replicas")
     _manager_options(p)

@@ -8,6 +8,7 @@ because only it knows whether an "image" is a Docker image or a directory in a l
 from __future__ import annotations
 
 import logging
+import os
 import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -21,6 +22,9 @@ CLIPPER_MANAGEMENT_PORT = 1338
 CLIPPER_RPC_PORT = 7000
 CLIPPER_METRIC_PORT = 1390
 REDIS_PORT = 6379
+DEFAULT_CACHE_SIZE = 33554432  # bytes of prediction cache per query frontend, as in the original
+#: Name of the base image (``<registry>/<name>:<version>``) that ``base_image="default"`` resolves to.
+DEFAULT_BASE_IMAGE_NAME = "python-closure-container"
 
 CLIPPER_DOCKER_LABEL = "ai.clipper.container.label"
 CLIPPER_MODEL_CONTAINER_LABEL = "ai.clipper.model_container.label"
@@ -30,6 +34,34 @@ CLIPPER_NAME_LABEL = "ai.clipper.name"
 CONTAINERLESS_MODEL_IMAGE = "NO_CONTAINER"
 
 _DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+
+
+def clipper_registry() -> str:
+    """The image registry prefix: ``$CLIPPER_REGISTRY``, else ``clipper`` (as the original)."""
+    return os.environ.get("CLIPPER_REGISTRY", "clipper")
+
+
+def default_base_image() -> str:
+    """The image ``base_image="default"`` stands for: ``<registry>/python-closure-container:<version>``."""
+    from clipper_core import __version__
+
+    return f"{clipper_registry()}/{DEFAULT_BASE_IMAGE_NAME}:{__version__}"
+
+
+def cluster_exists_error(cluster_name: str) -> ClipperException:
+    """What ``start_clipper`` raises when a cluster of that name is already running (the original's text)."""
+    return ClipperException(
+        f"Cluster {cluster_name} cannot be started because it already exists. "
+        "Please use ClipperConnection.connect() to connect to it."
+    )
+
+
+def check_model_data_path(model_data_path: str) -> str:
+    """``build_model``'s check that the model directory exists; returns it unchanged."""
+    if not model_data_path or not os.path.isdir(model_data_path):
+        msg = f"Model data path {model_data_path!r} does not exist or is not a directory"
+        raise ClipperException(msg)
+    return model_data_path
 
 
 def validate_model_name(value: str, what: str = "model name") -> str:
@@ -111,6 +143,10 @@ class ContainerManager(ABC):
     @abstractmethod
     def get_logs(self, logging_dir: str) -> list[str]:
         """Copy every cluster log into ``logging_dir``; return the file paths."""
+
+    def replica_log_hint(self, name: str, version: str) -> str:
+        """Where to look when a replica of ``name:version`` did not come up (ends an error message)."""
+        return "Check the replica logs with ClipperConnection.get_clipper_logs()."
 
     @abstractmethod
     def stop_models(self, models: dict[str, list[str]]) -> None:

@@ -13,8 +13,8 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import redis
@@ -32,13 +32,12 @@ from clipper_core._local_state import (
     write_json_atomic,
 )
 from clipper_core.config_store import LOCAL_DEPLOYMENT_DB, model_key
-from clipper_core.container_manager import ContainerManager
+from clipper_core.container_manager import DEFAULT_CACHE_SIZE, ContainerManager, cluster_exists_error
 from clipper_core.errors import ClipperException
 from clipper_core.hookspecs import hookimpl
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CACHE_SIZE = 33554432
 START_TIMEOUT = 60.0
 DEPLOY_TIMEOUT = 60.0
 
@@ -179,11 +178,7 @@ class LocalContainerManager(ContainerManager):
             msg = "The local container manager runs exactly one query frontend (num_frontend_replicas must be 1)"
             raise ClipperException(msg)
         if self.is_running():
-            msg = (
-                f"Cluster {self.cluster_name} cannot be started because it already exists. "
-                "Please use ClipperConnection.connect() to connect to it."
-            )
-            raise ClipperException(msg)
+            raise cluster_exists_error(self.cluster_name)
         clear_stale(self.paths)
         self._check_ports()
         self.paths.make_dirs()
@@ -408,6 +403,13 @@ class LocalContainerManager(ContainerManager):
             time.sleep(0.1)
 
     # -- logs ----------------------------------------------------------------------------------------
+
+    def replica_log_hint(self, name: str, version: str) -> str:
+        log = self.paths.replica_log(name, version, 0)
+        pattern = self.paths.logs / f"{name}_{version}-*.log"
+        hint = f"Check the replica logs with ClipperConnection.get_clipper_logs() or in {pattern}"
+        last = tail(log, 15).rstrip()
+        return f"{hint}. Last lines of {log.name}:\n{last}" if last else hint + "."
 
     def get_logs(self, logging_dir: str) -> list[str]:
         os.makedirs(logging_dir, exist_ok=True)

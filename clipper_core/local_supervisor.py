@@ -36,6 +36,7 @@ from clipper_core._local_state import (
 )
 from clipper_core._redis_server import redis_command, wait_for_port
 from clipper_core.config_store import LOCAL_DEPLOYMENT_DB, _s
+from clipper_core.container_manager import DEFAULT_CACHE_SIZE
 
 logger = logging.getLogger("clipper_core.local_supervisor")
 
@@ -125,7 +126,7 @@ class Supervisor:
             str(self.config["rpc_port"]),
             *redis_args,
             "--cache-size",
-            str(self.config.get("cache_size", 33554432)),
+            str(self.config.get("cache_size", DEFAULT_CACHE_SIZE)),
         ]
         self.services["management"] = self._service("management", mgmt)
         self.services["query"] = self._service("query", query)

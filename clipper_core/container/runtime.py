@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -314,7 +313,7 @@ class ContainerRuntime:
     def _dispatch(self, sock: zmq.Socket, frames: list[bytes]) -> None:
         try:
             msg = rpc.parse_frontend_message(frames)
-        except (rpc.ProtocolError, IndexError, ValueError, struct.error) as exc:
+        except rpc.ProtocolError as exc:
             logger.error("Ignoring a malformed message from the frontend: %s", exc)
             return
         if isinstance(msg, rpc.PredictRequest):

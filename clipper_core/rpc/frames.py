@@ -14,9 +14,10 @@ Two compatible extensions, both ignored by the original frontend and containers:
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TypeVar
 
 __all__ = [
     "RPC_VERSION",
@@ -110,17 +111,25 @@ class PredictionResponse:
     outputs: list[bytes]
 
 
+_T = TypeVar("_T")
+
+
+def _strict(parse: Callable[[Sequence[bytes]], _T], frames: Sequence[bytes]) -> _T:
+    """Run ``parse``; whatever malformed bytes make it raise comes out as :class:`ProtocolError`."""
+    try:
+        return parse(frames)
+    except ProtocolError:
+        raise
+    except (struct.error, ValueError, IndexError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ProtocolError(f"malformed message: {exc}") from exc
+
+
 def parse_container_message(frames: Sequence[bytes]) -> NewContainer | PredictionResponse | None:
     """Parse what a container sent (frames start at the empty delimiter). ``None`` means a heartbeat.
 
     :raises ProtocolError: the message is malformed (never anything else, whatever the bytes).
     """
-    try:
-        return _parse_container_message(frames)
-    except (struct.error, UnicodeDecodeError, ValueError, IndexError) as exc:
-        if isinstance(exc, ProtocolError):
-            raise
-        raise ProtocolError(f"malformed message: {exc}") from exc
+    return _strict(_parse_container_message, frames)
 
 
 def _parse_container_message(frames: Sequence[bytes]) -> NewContainer | PredictionResponse | None:
@@ -212,12 +221,7 @@ def parse_frontend_message(frames: Sequence[bytes]) -> HeartbeatToContainer | Pr
 
     :raises ProtocolError: the message is malformed or of another RPC version (never anything else).
     """
-    try:
-        return _parse_frontend_message(frames)
-    except (struct.error, UnicodeDecodeError, ValueError, IndexError) as exc:
-        if isinstance(exc, ProtocolError):
-            raise
-        raise ProtocolError(f"malformed message: {exc}") from exc
+    return _strict(_parse_frontend_message, frames)
 
 
 def _parse_frontend_message(frames: Sequence[bytes]) -> HeartbeatToContainer | PredictRequest:

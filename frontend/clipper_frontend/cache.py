@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from clipper_core.container_manager import DEFAULT_CACHE_SIZE
+
 _ENTRY_OVERHEAD = 64  # rough per-entry bookkeeping, so many tiny entries cannot exceed the bound unnoticed
 
 
@@ -31,7 +33,7 @@ class PredictionCache:
     request path.
     """
 
-    def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_SIZE) -> None:
         self.max_bytes = max(0, int(max_bytes))
         # key -> output; insertion order is the CLOCK ring, the front is the hand.
         self._data: OrderedDict[bytes, str] = OrderedDict()

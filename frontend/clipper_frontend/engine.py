@@ -19,6 +19,7 @@ from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from clipper_core.container_manager import DEFAULT_CACHE_SIZE
 from clipper_core.rpc.frames import ERROR_PREFIX
 from clipper_frontend.cache import PredictionCache, cache_prefix
 from clipper_frontend.tasks import ModelError, NoReplica, Pending, Task, TaskDropped
@@ -192,7 +193,7 @@ class Engine:
     """Owns the queues, the cache and the in-flight batches; the RPC server plugs in as ``sender``."""
 
     def __init__(
-        self, metrics: MetricsRegistry, cache_size: int = 32 * 1024 * 1024, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+        self, metrics: MetricsRegistry, cache_size: int = DEFAULT_CACHE_SIZE, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     ) -> None:
         self.max_in_flight = max(1, int(max_in_flight))
         self.loop = asyncio.get_event_loop()

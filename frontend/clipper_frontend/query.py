@@ -14,6 +14,7 @@ import orjson
 import tornado.httpserver
 import tornado.web
 
+from clipper_core.container_manager import DEFAULT_CACHE_SIZE
 from clipper_core.input_types import InputTypeRegistry
 from clipper_core.registry import PluginHost
 from clipper_frontend._serve import connect_redis, run, setup_logging
@@ -181,7 +182,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redis-ip", "--redis_ip", dest="redis_ip", default="127.0.0.1")
     p.add_argument("--redis-port", "--redis_port", dest="redis_port", type=int, default=6379)
     p.add_argument(
-        "--cache-size", "--prediction_cache_size", dest="cache_size", type=int, default=33554432,
+        "--cache-size", "--prediction_cache_size", dest="cache_size", type=int, default=DEFAULT_CACHE_SIZE,
         help="prediction cache size in bytes; 0 disables the cache",
     )
     p.add_argument("--max-in-flight", type=int, default=2, help="batches in flight per replica (default 2)")

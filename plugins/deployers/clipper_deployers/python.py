@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
+from clipper_core.container_manager import default_base_image
 from clipper_core.errors import ClipperException
 
 if TYPE_CHECKING:
@@ -28,17 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PLUGIN_NAME = "python_closure"
-#: Name of the base image (``<registry>/<name>:<version>``) that "default" resolves to.
-DEFAULT_BASE_IMAGE_NAME = "python-closure-container"
 FUNC_FILE = "func.pkl"
-
-
-def default_base_image() -> str:
-    """The image ``base_image="default"`` stands for: ``{registry}/python-closure-container:{version}``."""
-    from clipper_core import __version__
-
-    registry = os.environ.get("CLIPPER_REGISTRY", "clipper")
-    return f"{registry}/{DEFAULT_BASE_IMAGE_NAME}:{__version__}"
 
 
 def _installed_roots() -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import shlex
 import tarfile
 import time
@@ -13,20 +12,13 @@ from typing import Any
 import docker
 import docker.errors
 
-from clipper_core import __version__
+from clipper_core.container_manager import check_model_data_path, default_base_image
 from clipper_core.errors import ClipperException
 from clipper_docker._dockerapi import docker_errors, ensure_image
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_IMAGE_NAME = "python-closure-container"
 PUSH_TRIES = 3
-
-
-def default_base_image() -> str:
-    """What ``base_image="default"`` stands for: ``<CLIPPER_REGISTRY or clipper>/python-closure-container:<ver>``."""
-    registry = os.environ.get("CLIPPER_REGISTRY", "clipper")
-    return f"{registry}/{DEFAULT_BASE_IMAGE_NAME}:{__version__}"
 
 
 def model_dockerfile(base_image: str, pkgs_to_install: list[str] | None) -> str:
@@ -87,9 +79,7 @@ def build_model_image(
     network_mode: str | None = None,
 ) -> str:
     """Build ``[<registry>/]<cluster>-<name>:<version>`` and push it when ``container_registry`` is set."""
-    if not model_data_path or not os.path.isdir(model_data_path):
-        msg = f"Model data path {model_data_path!r} does not exist or is not a directory"
-        raise ClipperException(msg)
+    check_model_data_path(model_data_path)
     if base_image == "default":
         base_image = default_base_image()
     repo = f"{cluster_identifier}-{name}"

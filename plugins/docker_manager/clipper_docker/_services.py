@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import docker.errors
 
+from clipper_core._redis_server import check_ports as shared_check_ports
 from clipper_core.container_manager import (
     CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
     CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
 )
-from clipper_core._redis_server import check_ports as shared_check_ports
 from clipper_docker import _dockerapi as api
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ REDIS_PORT_LABEL = "ai.clipper.redis.port"
 QUERY_PORT_LABEL = "ai.clipper.query_frontend.query.port"
 RPC_PORT_LABEL = "ai.clipper.query_frontend.rpc.port"
 MGMT_PORT_LABEL = "ai.clipper.management.port"
-METRIC_PORT_LABEL = "ai.clipper.metric.port"
 # Our additions, so that connect() from another process knows everything start_clipper knew.
 REDIS_IP_LABEL = "ai.clipper.redis.ip"
 NETWORK_LABEL = "ai.clipper.docker.network"

@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +25,8 @@ import docker
 import docker.errors
 
 from clipper_core import __version__
+from clipper_core._local_state import write_json_atomic
+from clipper_core.container_manager import clipper_registry
 from clipper_core.errors import ClipperException
 from clipper_docker._dockerapi import connect_docker
 from clipper_docker._rootfs import BASE_TAG, ensure_base_image
@@ -206,7 +207,7 @@ def build_images(
             except docker.errors.APIError:
                 pass
         stamps[tag] = {"inputs": inputs, "id": image_id}
-        _write_json(stamps_path, stamps)
+        write_json_atomic(stamps_path, stamps)
         out(f"  [{i}/{len(names)}] built {tag} in {time.monotonic() - t0:.1f} s")
         built[name] = tag
     if prepared:
@@ -227,18 +228,11 @@ def _link_wheels(wheels: Path, dest: Path) -> None:
             shutil.copy2(whl, target)
 
 
-def _write_json(path: Path, data: object) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".images-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``images build`` (shared by ``clipper images build`` and ``clipper-images build``)."""
     parser.add_argument(
         "--registry",
-        default=os.environ.get("CLIPPER_REGISTRY", "clipper"),
+        default=clipper_registry(),
         help="tag prefix (default $CLIPPER_REGISTRY or 'clipper')",
     )
     parser.add_argument("--version", default=__version__, help=f"image tag (default {__version__})")

@@ -22,7 +22,10 @@ from clipper_core.container_manager import (
     CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
     CLIPPER_MODEL_CONTAINER_LABEL,
     CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
+    DEFAULT_CACHE_SIZE,
     ContainerManager,
+    clipper_registry,
+    cluster_exists_error,
     model_label,
     validate_model_name,
 )
@@ -44,7 +47,6 @@ from clipper_docker._services import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CACHE_SIZE = 33554432
 
 
 class _ClusterAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -94,7 +96,7 @@ class DockerContainerManager(ContainerManager):
         self.common_labels = {**user_labels, CLIPPER_DOCKER_LABEL: cluster_name}
         #: Image of the Redis container (start_clipper has no parameter for it, as in the original).
         self.redis_image = os.environ.get("CLIPPER_REDIS_IMAGE") or (
-            f"{os.environ.get('CLIPPER_REGISTRY', 'clipper')}/redis:{__version__}"
+            f"{clipper_registry()}/redis:{__version__}"
         )
         self.start_timeout = 120.0
         self.deploy_timeout = 120.0
@@ -195,11 +197,7 @@ class DockerContainerManager(ContainerManager):
             msg = "use_centralized_log (fluentd) is not supported by this DockerContainerManager; use get_logs()"
             raise ClipperException(msg)
         if self._containers(all=False):
-            msg = (
-                f"Cluster {self.cluster_name} cannot be started because it already exists. "
-                "Please use ClipperConnection.connect() to connect to it."
-            )
-            raise ClipperException(msg)
+            raise cluster_exists_error(self.cluster_name)
         leftovers = self._containers()  # exited containers of an earlier run of this cluster
         if leftovers:
             self.log.info("removing %d stopped containers of an earlier run", len(leftovers))
