@@ -14,7 +14,7 @@ import requests
 from _paths import BENCH, PEERS_DIR, PEERS_VENV
 from _procs import Processes
 
-from clipper_core._redis_server import free_ports
+from clipper_core.ports import free_ports
 
 # The body every target gets (first double replaced by a per-request counter unless BENCH_VARY=0).
 # sum = 0.25 + 1.5 + 2.5 + ... + 9.5 = 49.75: every target's sanity check looks for it in the answer.

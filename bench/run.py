@@ -41,7 +41,7 @@ from _report import machine_info, median_points, ratio_lines, write_results
 from _targets import PEERS, Target, wait_answering
 from _wrk import Point, run_wrk, to_point, wrk_cpu_prefix
 
-from clipper_core._redis_server import free_ports
+from clipper_core.ports import free_ports
 
 # ---------------------------------------------------------------------------------------------- the models
 

@@ -2,7 +2,8 @@
 
 ``LocalContainerManager`` comes from ``clipper_core.local``; ``DockerContainerManager`` and
 ``KubernetesContainerManager`` come from the optional plugins ``clipper-docker`` and ``clipper-kubernetes`` and are
-imported only when first used, so this package imports without them.
+imported only when first used, so this package imports without them. ``__all__`` names only what always imports,
+so ``from clipper_admin import *`` works whatever is installed.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ __all__ = [
     "DEFAULT_PREDICTION_CACHE_SIZE_BYTES",
     "ClipperConnection",
     "ClipperException",
-    "DockerContainerManager",
-    "KubernetesContainerManager",
     "LocalContainerManager",
     "UnconnectedException",
     "__registry__",

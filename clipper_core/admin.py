@@ -34,7 +34,8 @@ from clipper_core.container_manager import (
     validate_model_name,
 )
 from clipper_core.errors import ClipperException, InputDecodeError, UnconnectedException
-from clipper_core.input_types import InputType, InputTypeRegistry, default_input_types
+from clipper_core.input_types import InputType
+from clipper_core.registry import PluginHost
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +63,17 @@ class ClipperConnection:
     #: Timeout of each admin HTTP request.
     http_timeout_s: float = 30.0
 
-    def __init__(self, container_manager: ContainerManager) -> None:
+    def __init__(self, container_manager: ContainerManager, *, plugins: PluginHost | None = None) -> None:
         self.connected = False
         self.cm = container_manager
-        self._input_types: InputTypeRegistry | None = None
+        self._plugins = plugins
+
+    @property
+    def plugins(self) -> PluginHost:
+        """The plugins this connection resolves input types (and deployers) with; built on first use."""
+        if self._plugins is None:
+            self._plugins = PluginHost()
+        return self._plugins
 
     # ------------------------------------------------------------------ helpers
 
@@ -88,10 +96,8 @@ class ClipperConnection:
 
     def _input_type(self, input_type: str) -> InputType:
         """Resolve ``input_type`` against the installed input types; unknown names raise ``ClipperException``."""
-        if self._input_types is None:
-            self._input_types = default_input_types()
         try:
-            return self._input_types.parse(str(input_type))
+            return self.plugins.input_types().parse(str(input_type))
         except InputDecodeError as exc:
             raise ClipperException(exc.msg) from exc
 

@@ -11,6 +11,8 @@ import logging
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from clipper_core.errors import ClipperException
@@ -90,6 +92,43 @@ def model_label(name: str, version: str) -> str:
     return f"{name}_{version}"
 
 
+@dataclass(frozen=True)
+class ManagerOption:
+    """One constructor argument of a container manager that the ``clipper`` command exposes as a flag.
+
+    :ivar name: the constructor's keyword (``docker_network``).
+    :ivar help: one line for ``--help``.
+    :ivar type: converts the command-line string (``int``, ``str``, ...).
+    :ivar flag: the option's spelling; ``--`` plus ``name`` with dashes when empty.
+
+    The flag's default is always "not given": the manager's own constructor default applies then.
+    """
+
+    name: str
+    help: str
+    type: Callable[[str], Any] = str
+    flag: str = ""
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+#: Options most managers share; a manager lists those its constructor takes in :meth:`ContainerManager.cli_options`.
+QUERY_PORT_OPTION = ManagerOption("clipper_query_port", "query frontend REST port", int, "--query-port")
+MANAGEMENT_PORT_OPTION = ManagerOption("clipper_management_port", "management frontend port", int, "--mgmt-port")
+RPC_PORT_OPTION = ManagerOption("clipper_rpc_port", "model-container RPC port", int, "--rpc-port")
+REDIS_IP_OPTION = ManagerOption("redis_ip", "use the Redis at this address instead of starting one")
+REDIS_PORT_OPTION = ManagerOption("redis_port", "Redis port", int)
+STANDARD_OPTIONS: tuple[ManagerOption, ...] = (
+    QUERY_PORT_OPTION,
+    MANAGEMENT_PORT_OPTION,
+    RPC_PORT_OPTION,
+    REDIS_IP_OPTION,
+    REDIS_PORT_OPTION,
+)
+
+
 class ContainerManager(ABC):
     """Starts and stops the processes (or containers, or pods) of one Clipper cluster."""
 
@@ -97,6 +136,14 @@ class ContainerManager(ABC):
 
     cluster_name: str
     cluster_identifier: str
+
+    @classmethod
+    def cli_options(cls) -> Sequence[ManagerOption]:
+        """The constructor arguments ``clipper --manager NAME`` accepts as flags (besides ``--cluster-name``).
+
+        Flags with the same spelling are shared between managers, so reuse :data:`STANDARD_OPTIONS` where they fit.
+        """
+        return ()
 
     @abstractmethod
     def start_clipper(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from clipper_core.commands import CommandRegistry
     from clipper_core.container_manager import ContainerManager
     from clipper_core.input_types import InputType
 
@@ -57,6 +58,27 @@ def clipper_register_input_types() -> list[InputType]:
     override one by returning a type with the same name. Not firstresult, not historic.
 
     :returns: input types with a canonical ``name``, ``aliases`` and a unique RPC ``code``.
+
+    .. versionadded:: 0.5
+    """
+
+
+# ---------------------------------------------------------------------------
+# Command-line hooks: called once when the ``clipper`` command starts
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def clipper_register_commands(commands: CommandRegistry) -> None:
+    """Add sub-commands to the ``clipper`` command (llm's ``register_commands`` is the model).
+
+    Called once per ``clipper`` invocation, before the command line is parsed, so ``clipper --help`` lists a
+    plugin's commands exactly when the plugin is installed. The core's own commands (``start``, ``stop``,
+    ``status``, ``predict``, ``plugins``) are added through this same hook (``trylast``). Not firstresult, not
+    historic.
+
+    :param commands: call :meth:`~clipper_core.commands.CommandRegistry.add` once per command.
+    :returns: nothing; commands are added to ``commands``.
 
     .. versionadded:: 0.5
     """

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from clipper_core.errors import InputDecodeError
+from clipper_core.errors import DuplicatePluginError, InputDecodeError
 from clipper_core.hookspecs import hookimpl
 
 _LITTLE = sys.byteorder == "little"
@@ -225,6 +225,11 @@ class Bytes(InputType):
 BUILTIN_INPUT_TYPES: tuple[InputType, ...] = (Bytes(), Integers(), Floats(), Doubles(), Strings())
 
 
+def builtin_input_types() -> InputTypeRegistry:
+    """The five original types alone (what a process uses when it must not load plugins)."""
+    return InputTypeRegistry((t.name, t) for t in BUILTIN_INPUT_TYPES)
+
+
 @hookimpl(trylast=True)
 def clipper_register_input_types() -> list[InputType]:
     return list(BUILTIN_INPUT_TYPES)
@@ -233,15 +238,13 @@ def clipper_register_input_types() -> list[InputType]:
 class InputTypeRegistry:
     """Lookup of input types by canonical name, alias or RPC code."""
 
-    def __init__(self, types: Iterable[tuple[str, InputType]] | Any) -> None:
-        items = types.items() if hasattr(types, "items") else types
+    def __init__(self, types: Iterable[tuple[str, InputType]]) -> None:
+        items = types
         self._by_name: dict[str, InputType] = {}
         self._by_code: dict[int, InputType] = {}
         for name, it in items:
             self._by_name[name] = it
             if it.code in self._by_code and self._by_code[it.code].name != name:
-                from clipper_core.errors import DuplicatePluginError
-
                 msg = f"Input types {self._by_code[it.code].name!r} and {name!r} both use RPC code {it.code}"
                 raise DuplicatePluginError(msg)
             self._by_code[it.code] = it
@@ -274,10 +277,3 @@ class InputTypeRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._aliases
-
-
-def default_input_types() -> InputTypeRegistry:
-    """The registry of the process-wide plugin host (built-ins plus installed plugins)."""
-    from clipper_core.registry import default_host
-
-    return default_host().input_types()

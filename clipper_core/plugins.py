@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 # Built-ins register through the same hooks as external plugins, marked trylast so those can override them.
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "clipper_core.input_types",
-    "clipper_core.local",
+    "clipper_core.local.hooks",
+    "clipper_core.cli.builtin",
 )
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from clipper_core._redis_server import free_port, redis_command, stop_process, wait_for_port
+from clipper_core.local.redis_server import redis_command, stop_process
+from clipper_core.ports import free_port, wait_for_port
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ from pathlib import Path
 import redis
 import requests
 
-from clipper_core._redis_server import free_ports, stop_process, wait_for_port
+from clipper_core.local.redis_server import stop_process
+from clipper_core.ports import free_ports, wait_for_port
 from tests._wait import wait_until
 
 

@@ -17,18 +17,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-import clipper_core.registry
-from clipper_core._redis_server import free_port
 from clipper_core.admin import ClipperConnection
 from clipper_core.container_manager import ContainerManager
 from clipper_core.errors import ClipperException, UnconnectedException
+from clipper_core.ports import free_port
 
 
 @pytest.fixture(autouse=True)
 def _plugins_without_missing_builtins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Entry points on, and a fresh plugin host for every test."""
     monkeypatch.delenv("CLIPPER_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    monkeypatch.setattr(clipper_core.registry, "_default_host", None)
     yield
 
 
@@ -538,7 +536,7 @@ def test_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_parse_query() -> None:
-    from clipper_core.cli import parse_query
+    from clipper_core.cli.builtin import parse_query
 
     assert parse_query('{"input": [1.0, 2.0]}') == {"input": [1.0, 2.0]}
     assert parse_query('{"input_batch": [[1.0]]}') == {"input_batch": [[1.0]]}
@@ -553,8 +551,8 @@ def test_cli_parse_query() -> None:
 def test_cli_and_admin_against_a_local_cluster(clipper_home: Any, capsys: pytest.CaptureFixture[str]) -> None:
     from clipper_admin import LocalContainerManager
     from clipper_admin.deployers import python as python_deployer
-    from clipper_core._redis_server import free_ports
     from clipper_core.cli import main
+    from clipper_core.ports import free_ports
 
     ports = [str(p) for p in free_ports(4)]
     where = ["--cluster-name", "admin-e2e"]

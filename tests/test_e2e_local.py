@@ -15,8 +15,9 @@ import requests
 
 from clipper_admin import ClipperConnection, ClipperException, LocalContainerManager
 from clipper_admin.deployers import python as python_deployer
-from clipper_core._local_state import pid_alive, read_json, recorded_pids
-from clipper_core._redis_server import free_ports
+from clipper_core.files import read_json
+from clipper_core.local._state import pid_alive, recorded_pids
+from clipper_core.ports import free_ports
 from tests._wait import wait_until
 
 pytestmark = pytest.mark.cluster

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from clipper_frontend.engine import Engine, Replica
-from clipper_frontend.metrics import MetricsRegistry
-from clipper_frontend.tasks import Pending, TaskDropped
+from clipper_frontend.query.engine import Engine, Replica
+from clipper_frontend.query.metrics import MetricsRegistry
+from clipper_frontend.query.tasks import Pending, TaskDropped
 
 from clipper_core.input_types import Doubles
 

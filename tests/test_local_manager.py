@@ -17,11 +17,12 @@ import cloudpickle
 import psutil
 import pytest
 
-from clipper_core._local_lifecycle import accepts
-from clipper_core._local_state import ENV_CLUSTER_DIR, looks_like_ours, pid_alive, recorded_pids, write_json_atomic
-from clipper_core._redis_server import free_port, free_ports
 from clipper_core.errors import ClipperException
+from clipper_core.files import write_json_atomic
 from clipper_core.local import LocalContainerManager
+from clipper_core.local._lifecycle import accepts
+from clipper_core.local._state import ENV_CLUSTER_DIR, looks_like_ours, pid_alive, recorded_pids
+from clipper_core.ports import free_port, free_ports
 from tests._wait import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -71,11 +72,9 @@ def all_pids(cm: LocalContainerManager) -> list[int]:
 
 def test_registered_as_builtin_plugin() -> None:
     from clipper_core.plugins import get_plugin_manager
-    from clipper_core.registry import Registry
+    from clipper_core.registry import PluginHost
 
-    registry: Registry[type] = Registry.collect(
-        get_plugin_manager(load_entrypoints=False), "clipper_register_container_managers", "container manager"
-    )
+    registry = PluginHost(get_plugin_manager(load_entrypoints=False)).container_managers()
     assert registry.get("local") is LocalContainerManager
 
 
@@ -403,7 +402,8 @@ def test_services_are_restarted(cluster: LocalContainerManager) -> None:
 
 
 def test_supervisor_survives_unreachable_redis(managers: list[LocalContainerManager], tmp_path: Path) -> None:
-    from clipper_core._redis_server import redis_command, wait_for_port
+    from clipper_core.local.redis_server import redis_command
+    from clipper_core.ports import wait_for_port
 
     port = free_port()
     with open(tmp_path / "ext-redis.log", "wb") as log:

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis
 import requests
-from clipper_frontend.management import make_management_app
-from clipper_frontend.management_schema import (
+from clipper_frontend.management.app import make_management_app
+from clipper_frontend.management.schema import (
     ADD_APPLICATION_JSON_SCHEMA,
     ADD_MODEL_JSON_SCHEMA,
     ADD_MODEL_LINKS_JSON_SCHEMA,
@@ -28,9 +28,10 @@ from clipper_frontend.management_schema import (
     VERBOSE_OPTION_JSON_SCHEMA,
 )
 
-from clipper_core._redis_server import free_port, redis_command, wait_for_port
 from clipper_core.config_store import ConfigStore
 from clipper_core.input_types import BUILTIN_INPUT_TYPES, InputTypeRegistry
+from clipper_core.local.redis_server import redis_command
+from clipper_core.ports import free_port, wait_for_port
 
 TIMEOUT = 10
 

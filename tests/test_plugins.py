@@ -21,7 +21,7 @@ def test_every_hook_is_prefixed_typed_and_documented() -> None:
     names = [n for n in dir(pm.hook) if not n.startswith("_")]
     assert names, "no hooks registered"
     for name in names:
-        assert name.startswith("clipper_register_"), name
+        assert name.startswith("clipper_"), name
         spec = getattr(hookspecs, name)
         assert spec.__doc__ and ":returns:" in spec.__doc__
         assert "return" in spec.__annotations__
@@ -60,11 +60,11 @@ def test_autoload_switch(monkeypatch: pytest.MonkeyPatch) -> None:
 def _registry_get(pm: pluggy.PluginManager, name: str) -> Any:
     from clipper_core.registry import Registry
 
-    return Registry.collect(pm, "clipper_register_input_types", "input type", "name").get(name)
+    return Registry.from_results("input type", pm.hook.clipper_register_input_types(), "name").get(name)
 
 
 def test_blocking_a_plugin_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLIPPER_DISABLED_PLUGINS", "json_input, clipper_core.local")
+    monkeypatch.setenv("CLIPPER_DISABLED_PLUGINS", "json_input, clipper_core.local.hooks")
     pm = get_plugin_manager()
     assert not pm.has_plugin("json_input")
     assert pm.is_blocked("json_input")
@@ -97,18 +97,20 @@ def test_external_plugin_overrides_a_builtin_and_duplicates_are_refused() -> Non
     types_ = PluginHost(pm).input_types()
     assert isinstance(types_.parse("doubles"), Faster)
 
-    class A:
-        @hookimpl
-        def clipper_register_input_types(self) -> list[InputType]:
-            return [_Custom()]
+    def plugin_from(package: str) -> object:
+        custom = type("Custom", (_Custom,), {"__module__": f"{package}.types"})
 
-    class B(A):
-        pass
+        class Plugin:
+            @hookimpl
+            def clipper_register_input_types(self) -> list[InputType]:
+                return [custom()]
+
+        return Plugin()
 
     pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(A(), "plugin-a")
-    pm.register(B(), "plugin-b")
-    with pytest.raises(DuplicatePluginError, match="Duplicate input type 'custom': registered by plugin '(plugin-a|plugin-b)' and by plugin '(plugin-a|plugin-b)'"):
+    pm.register(plugin_from("plugin_a"), "plugin-a")
+    pm.register(plugin_from("plugin_b"), "plugin-b")
+    with pytest.raises(DuplicatePluginError, match="Duplicate input type 'custom': registered by '(plugin_a|plugin_b)' and by '(plugin_a|plugin_b)'"):
         PluginHost(pm).input_types()
 
 

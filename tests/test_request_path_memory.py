@@ -12,11 +12,11 @@ import gc
 from collections.abc import Iterator
 
 import pytest
-from clipper_frontend.cache import PredictionCache, cache_prefix
-from clipper_frontend.engine import Engine, Replica
-from clipper_frontend.metrics import MetricsRegistry
-from clipper_frontend.predict import QueryProcessor
-from clipper_frontend.state import AppInfo, ClusterView, ModelInfo
+from clipper_frontend.query.cache import PredictionCache, cache_prefix
+from clipper_frontend.query.engine import Engine, Replica
+from clipper_frontend.query.metrics import MetricsRegistry
+from clipper_frontend.query.predict import QueryProcessor
+from clipper_frontend.query.state import AppInfo, ClusterView, ModelInfo
 
 from clipper_core.input_types import Doubles
 from clipper_core.rpc.frames import ERROR_PREFIX

@@ -34,7 +34,8 @@ from clipper_core.container.config import (
     ContainerConfig,
 )
 from clipper_core.errors import InputDecodeError
-from clipper_core.input_types import BUILTIN_INPUT_TYPES, InputType, InputTypeRegistry, default_input_types
+from clipper_core.input_types import InputType, builtin_input_types
+from clipper_core.registry import PluginHost
 from clipper_core.rpc import frames as rpc
 
 logger = logging.getLogger(__name__)
@@ -89,14 +90,15 @@ def predict_method(model: Any, input_type: InputType) -> PredictFunction:
     raise TypeError(f"{type(model).__name__} has no predict_{input_type.name} or predict method")
 
 
-_BUILTINS = InputTypeRegistry((it.name, it) for it in BUILTIN_INPUT_TYPES)
+_BUILTINS = builtin_input_types()
 
 
-def resolve_input_type(input_type: InputType | str) -> InputType:
+def resolve_input_type(input_type: InputType | str, host: PluginHost | None = None) -> InputType:
     """An :class:`InputType` from a name or alias (case-insensitive, like the original container).
 
     The five built-in types resolve without loading the plugin manager (a replica should not depend on every
-    installed plugin importing cleanly); other names are looked up in :func:`default_input_types`.
+    installed plugin importing cleanly); other names are looked up in ``host`` (a new
+    :class:`~clipper_core.registry.PluginHost` when none is given).
 
     :raises InputDecodeError: (a ``ValueError``) unknown name.
     """
@@ -106,7 +108,7 @@ def resolve_input_type(input_type: InputType | str) -> InputType:
     if name.lower() in _BUILTINS:
         return _BUILTINS.parse(name, case_sensitive=False)
     try:
-        registry = default_input_types()
+        registry = (host or PluginHost()).input_types()
     except Exception as exc:  # noqa: BLE001 - any broken plugin
         msg = f"input_type {name!r} is not a built-in type and the plugin input types failed to load: {exc}"
         raise InputDecodeError(msg) from exc

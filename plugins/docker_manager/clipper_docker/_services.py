@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import docker.errors
 
-from clipper_core._redis_server import check_ports as shared_check_ports
 from clipper_core.container_manager import (
     CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
     CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
 )
+from clipper_core.ports import check_ports as shared_check_ports
 from clipper_docker import _dockerapi as api
 
 if TYPE_CHECKING:

@@ -25,9 +25,9 @@ import docker
 import docker.errors
 
 from clipper_core import __version__
-from clipper_core._local_state import write_json_atomic
 from clipper_core.container_manager import clipper_registry
 from clipper_core.errors import ClipperException
+from clipper_core.files import write_json_atomic
 from clipper_docker._dockerapi import connect_docker
 from clipper_docker._rootfs import BASE_TAG, ensure_base_image
 from clipper_docker._wheelhouse import ensure_wheelhouse, find_source_tree, wheelhouse_digest

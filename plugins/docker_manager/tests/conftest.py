@@ -18,10 +18,11 @@ import pytest
 import requests
 from docker_test_support import PREFIX, REGISTRY_ADDR, unavailable
 
-from clipper_core._redis_server import free_ports, stop_process
 from clipper_core.admin import CLIPPER_REGISTRY
 from clipper_core.container_manager import CLIPPER_DOCKER_LABEL
 from clipper_core.errors import ClipperException
+from clipper_core.local.redis_server import stop_process
+from clipper_core.ports import free_ports
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ import requests
 from clipper_deployers import python as python_deployer
 from docker_test_support import PREFIX
 
-from clipper_core._redis_server import free_ports
 from clipper_core.container_manager import (
     CLIPPER_DOCKER_LABEL,
     CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
@@ -24,6 +23,7 @@ from clipper_core.container_manager import (
     CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
 )
 from clipper_core.errors import ClipperException
+from clipper_core.ports import free_ports
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 

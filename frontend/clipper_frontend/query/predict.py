@@ -1,6 +1,6 @@
 """Query processing for ``POST /<app>/predict`` and ``/<app>/update``, independent of the HTTP server.
 
-Everything here reads the in-memory :class:`~clipper_frontend.state.ClusterView`; no Redis, no hook calls.
+Everything here reads the in-memory :class:`~clipper_frontend.query.state.ClusterView`; no Redis, no hook calls.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 
 from clipper_core.errors import InputDecodeError
-from clipper_frontend.engine import Engine
-from clipper_frontend.metrics import MetricsRegistry
-from clipper_frontend.state import AppInfo, ClusterView, parse_output
-from clipper_frontend.tasks import ModelError, NoReplica, Pending
+from clipper_frontend.query.engine import Engine
+from clipper_frontend.query.metrics import MetricsRegistry
+from clipper_frontend.query.state import AppInfo, ClusterView, parse_output
+from clipper_frontend.query.tasks import ModelError, NoReplica, Pending
 
 logger = logging.getLogger(__name__)
 

@@ -10,19 +10,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from clipper_core._local_state import (
+from clipper_core.errors import ClipperException
+from clipper_core.files import read_json, tail
+from clipper_core.local._state import (
     ClusterPaths,
     group_members,
     is_supervisor,
     kill_ours,
-    read_json,
     recorded_pids,
     signal_pid,
-    tail,
     wait_gone,
 )
-from clipper_core._redis_server import check_ports
-from clipper_core.errors import ClipperException
+from clipper_core.ports import check_ports
 
 logger = logging.getLogger(__name__)
 

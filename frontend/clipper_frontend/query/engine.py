@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from clipper_core.container_manager import DEFAULT_CACHE_SIZE
 from clipper_core.rpc.frames import ERROR_PREFIX
-from clipper_frontend.cache import PredictionCache, cache_prefix
-from clipper_frontend.tasks import ModelError, NoReplica, Pending, Task, TaskDropped
+from clipper_frontend.query.cache import PredictionCache, cache_prefix
+from clipper_frontend.query.tasks import ModelError, NoReplica, Pending, Task, TaskDropped
 
 if TYPE_CHECKING:
-    from clipper_frontend.metrics import MetricsRegistry
+    from clipper_frontend.query.metrics import MetricsRegistry
 
 logger = logging.getLogger(__name__)
 

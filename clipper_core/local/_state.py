@@ -1,4 +1,4 @@
-"""On-disk state of a local cluster, shared by :mod:`clipper_core.local` and :mod:`clipper_core.local_supervisor`.
+"""On-disk state of a local cluster, shared by :mod:`clipper_core.local` and :mod:`clipper_core.local.supervisor`.
 
 Layout (``CLUSTER_DIR = $CLIPPER_HOME/clusters/<cluster_name>``, see docs/architecture.md):
 ``cluster.json``, ``processes.json``, ``logs/``, ``models/<name>/<version>/``, ``venvs/<name>-<version>/``, ``run/``,
@@ -7,7 +7,6 @@ Layout (``CLUSTER_DIR = $CLIPPER_HOME/clusters/<cluster_name>``, see docs/archit
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -21,14 +20,15 @@ from typing import Any
 import psutil
 
 from clipper_core.errors import ClipperException
+from clipper_core.files import read_json
 
 logger = logging.getLogger(__name__)
 
 IMAGE_PREFIX = "local:"
 ENV_CLUSTER_DIR = "CLIPPER_CLUSTER_DIR"  # set on every process the supervisor starts, to recognise them later
-SUPERVISOR_MODULE = "clipper_core.local_supervisor"
+SUPERVISOR_MODULE = "clipper_core.local.supervisor"
 # Command-line fragments of the processes a local cluster runs (fallback when the environment cannot be read).
-PROCESS_MARKERS = ("clipper_core.local_supervisor", "clipper_frontend.", "clipper_core.container", "redis-server")
+PROCESS_MARKERS = ("clipper_core.local.supervisor", "clipper_frontend.", "clipper_core.container", "redis-server")
 
 _IMAGE_RE = re.compile(r"^local:(?P<cluster>[^/:]+)/(?P<name>[^/:]+):(?P<version>[^/:]+)$")
 _SAFE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -129,42 +129,6 @@ def image_model_dir(image: str) -> Path | None:
         return ClusterPaths.for_cluster(cluster).model_dir(name, version)
     except ClipperException:
         return None
-
-
-# -- JSON files --------------------------------------------------------------------------------------
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or ``None`` when it is missing or unreadable."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to a temporary file next to ``path`` and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    """The last ``lines`` lines of a text file ('' when missing)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            data = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(data.splitlines()[-lines:])
 
 
 # -- processes ---------------------------------------------------------------------------------------

@@ -1,40 +1,38 @@
 """``LocalContainerManager``: a Clipper cluster made of local processes, owned by a detached supervisor.
 
 See docs/architecture.md, "The local cluster". The manager itself only writes ``cluster.json``, starts
-``python -m clipper_core.local_supervisor CLUSTER_DIR`` and talks to it through Redis DB 8 (desired replicas)
+``python -m clipper_core.local.supervisor CLUSTER_DIR`` and talks to it through Redis DB 8 (desired replicas)
 and ``processes.json`` (live pids).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import redis
 
-from clipper_core._local_build import build_local_model
-from clipper_core._local_lifecycle import accepts, check_ports, clear_stale, stop_cluster, wait_until_up
-from clipper_core._local_state import (
-    ENV_CLUSTER_DIR,
-    ClusterPaths,
-    image_model_dir,
-    is_supervisor,
-    parse_image_ref,
-    read_json,
-    tail,
-    write_json_atomic,
-)
 from clipper_core.config_store import LOCAL_DEPLOYMENT_DB, model_key
-from clipper_core.container_manager import DEFAULT_CACHE_SIZE, ContainerManager, cluster_exists_error
-from clipper_core.errors import ClipperException
-from clipper_core.hookspecs import hookimpl
+from clipper_core.container_manager import (
+    DEFAULT_CACHE_SIZE,
+    STANDARD_OPTIONS,
+    ContainerManager,
+    ManagerOption,
+    cluster_exists_error,
+)
+from clipper_core.errors import ClipperException, ContainerManagerError
+from clipper_core.files import read_json, tail, write_json_atomic
+from clipper_core.local._build import build_local_model
+from clipper_core.local._lifecycle import accepts, check_ports, clear_stale, stop_cluster, wait_until_up
+from clipper_core.local._state import ENV_CLUSTER_DIR, ClusterPaths, image_model_dir, is_supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +40,28 @@ START_TIMEOUT = 60.0
 DEPLOY_TIMEOUT = 60.0
 
 
+FRONTEND_PACKAGE = "clipper_frontend"
+FRONTEND_DISTRIBUTION = "clipper-frontend"
+
+
+def require_frontend() -> None:
+    """Raise a :class:`ContainerManagerError` saying what to install when the frontends cannot be run here."""
+    if importlib.util.find_spec(FRONTEND_PACKAGE) is None:
+        msg = (
+            f"A local cluster runs the query and management frontends of the {FRONTEND_DISTRIBUTION!r} distribution, "
+            f"which is not installed here: pip install {FRONTEND_DISTRIBUTION}"
+        )
+        raise ContainerManagerError(msg)
+
+
 class LocalContainerManager(ContainerManager):
     """Runs Redis, both frontends and every model replica as local processes under one supervisor."""
 
     PLUGIN_NAME: ClassVar[str] = "local"
+
+    @classmethod
+    def cli_options(cls) -> Sequence[ManagerOption]:
+        return (*STANDARD_OPTIONS, ManagerOption("host", "address the frontends bind (default 127.0.0.1)"))
 
     def __init__(
         self,
@@ -174,6 +190,7 @@ class LocalContainerManager(ContainerManager):
         qf_http_timeout_content: int = 300,
         num_frontend_replicas: int = 1,
     ) -> None:
+        require_frontend()
         if num_frontend_replicas != 1:
             msg = "The local container manager runs exactly one query frontend (num_frontend_replicas must be 1)"
             raise ClipperException(msg)
@@ -199,7 +216,7 @@ class LocalContainerManager(ContainerManager):
         write_json_atomic(self.paths.cluster_json, config)
         with open(self.paths.logs / "supervisor.log", "ab") as log:
             self._supervisor_proc = subprocess.Popen(
-                [sys.executable, "-m", "clipper_core.local_supervisor", str(self.paths.root)],
+                [sys.executable, "-m", "clipper_core.local.supervisor", str(self.paths.root)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -421,11 +438,3 @@ class LocalContainerManager(ContainerManager):
                     shutil.copyfile(path, dest)
                     out.append(dest)
         return out
-
-
-@hookimpl(trylast=True)
-def clipper_register_container_managers() -> list[type[ContainerManager]]:
-    return [LocalContainerManager]
-
-
-__all__ = ["LocalContainerManager", "clipper_register_container_managers", "parse_image_ref"]

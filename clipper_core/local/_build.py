@@ -11,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from clipper_core._local_state import ClusterPaths, check_path_component, image_ref, write_json_atomic
 from clipper_core.container_manager import check_model_data_path
 from clipper_core.errors import ClipperException
+from clipper_core.files import write_json_atomic
+from clipper_core.local._state import ClusterPaths, check_path_component, image_ref
 
 logger = logging.getLogger(__name__)
 

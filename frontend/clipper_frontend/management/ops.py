@@ -3,7 +3,7 @@
 Every operation takes the decoded JSON request body and returns either a plain-text sentence (mutations, and the
 raw default output of ``get_state``) or a JSON-serialisable value (getters). Refusals raise
 :class:`~clipper_core.errors.ManagementError` with the original's exact message (reference §2); malformed bodies
-raise :class:`~clipper_frontend.management_schema.JsonRequestError`, whose message is already
+raise :class:`~clipper_frontend.management.schema.JsonRequestError`, whose message is already
 ``Error parsing JSON: <detail>. Expected JSON schema: <schema of the endpoint>``, as the original's handlers
 format it.
 
@@ -23,7 +23,7 @@ from typing import Any
 from clipper_core.config_store import PROHIBITED_CHARS, ConfigStore
 from clipper_core.container_manager import validate_app_name
 from clipper_core.errors import ClipperException, ManagementError
-from clipper_frontend.management_schema import (
+from clipper_frontend.management.schema import (
     ADD_APPLICATION_JSON_SCHEMA,
     ADD_MODEL_JSON_SCHEMA,
     ADD_MODEL_LINKS_JSON_SCHEMA,

@@ -1,4 +1,4 @@
-"""The local cluster's supervisor: ``python -m clipper_core.local_supervisor CLUSTER_DIR``.
+"""The local cluster's supervisor: ``python -m clipper_core.local.supervisor CLUSTER_DIR``.
 
 Started detached by :meth:`clipper_core.local.LocalContainerManager.start_clipper`. It starts Redis (unless the
 cluster uses an external one), the management and the query frontend, then every ~0.2 s reconciles model replica
@@ -26,19 +26,15 @@ from typing import Any
 
 import redis
 
-from clipper_core._local_child import STOP_GRACE, Child, stop_children
-from clipper_core._local_state import (
-    ENV_CLUSTER_DIR,
-    ClusterPaths,
-    image_model_dir,
-    read_json,
-    write_json_atomic,
-)
-from clipper_core._redis_server import redis_command, wait_for_port
 from clipper_core.config_store import LOCAL_DEPLOYMENT_DB, _s
 from clipper_core.container_manager import DEFAULT_CACHE_SIZE
+from clipper_core.files import read_json, write_json_atomic
+from clipper_core.local._child import STOP_GRACE, Child, stop_children
+from clipper_core.local._state import ENV_CLUSTER_DIR, ClusterPaths, image_model_dir
+from clipper_core.local.redis_server import redis_command
+from clipper_core.ports import wait_for_port
 
-logger = logging.getLogger("clipper_core.local_supervisor")
+logger = logging.getLogger("clipper_core.local.supervisor")
 
 TICK = 0.2
 
@@ -48,7 +44,7 @@ def keeps_environment_with(redis_server: str) -> bool:
     """Whether ``redis_server`` understands ``--set-proc-title no`` (Redis >= 6.2).
 
     Otherwise Redis rewrites its process title over its environment, which then no longer shows
-    ``CLIPPER_CLUSTER_DIR`` (:func:`clipper_core._local_state.looks_like_ours` falls back to the command line).
+    ``CLIPPER_CLUSTER_DIR`` (:func:`clipper_core.local._state.looks_like_ours` falls back to the command line).
     """
     try:
         out = subprocess.run([redis_server, "--version"], capture_output=True, text=True, timeout=10).stdout
@@ -336,7 +332,7 @@ class Supervisor:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m clipper_core.local_supervisor CLUSTER_DIR", file=sys.stderr)
+        print("usage: python -m clipper_core.local.supervisor CLUSTER_DIR", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=os.environ.get("CLIPPER_LOG_LEVEL", "INFO").upper(),

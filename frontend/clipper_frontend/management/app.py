@@ -4,7 +4,7 @@ Run it with::
 
     python -m clipper_frontend.management --host 127.0.0.1 --port 1338 --redis-ip 127.0.0.1 --redis-port 6379
 
-Handlers are thin: :class:`~clipper_frontend.management_ops.ManagementOps` does the validation and the Redis work.
+Handlers are thin: :class:`~clipper_frontend.management.ops.ManagementOps` does the validation and the Redis work.
 Every response is labelled ``application/json`` as the original's; success sentences and business errors are plain
 text, getters return JSON. Unknown paths get a 404 with ``{"error": "Not found", "cause": ...}`` (the original
 dropped the connection).
@@ -26,8 +26,10 @@ from redis.exceptions import RedisError
 from clipper_core.config_store import EPOCH_HEADER, ConfigStore
 from clipper_core.container_manager import CLIPPER_MANAGEMENT_PORT, REDIS_PORT
 from clipper_core.errors import ClipperException
+from clipper_core.input_types import builtin_input_types
+from clipper_core.registry import PluginHost
 from clipper_frontend._serve import connect_redis, run, setup_logging
-from clipper_frontend.management_ops import ManagementOps
+from clipper_frontend.management.ops import ManagementOps
 
 logger = logging.getLogger(__name__)
 
@@ -132,14 +134,11 @@ def load_input_types() -> Any:
     The management frontend needs nothing but input types, so a broken unrelated plugin (a container manager, a
     deployer) is logged instead of keeping the cluster's admin API down.
     """
-    from clipper_core.input_types import BUILTIN_INPUT_TYPES, InputTypeRegistry
-    from clipper_core.registry import PluginHost
-
     try:
         return PluginHost().input_types()
     except Exception:
         logger.exception("Loading plugins failed; only the built-in input types are available")
-        return InputTypeRegistry([(t.name, t) for t in BUILTIN_INPUT_TYPES])
+        return builtin_input_types()
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:

@@ -3,7 +3,7 @@
 Tornado's general-purpose HTTP stack was about 70 % of the query frontend's CPU time under load (see
 docs/performance.md). This server speaks exactly what the REST API needs — keep-alive, pipelining answered in
 order, Content-Length bodies (and chunked bodies, which httptools decodes) — and routes straight to the
-callback-based :class:`~clipper_frontend.predict.QueryProcessor` with no task, handler object or header
+callback-based :class:`~clipper_frontend.query.predict.QueryProcessor` with no task, handler object or header
 dictionary per request. ``--http-server tornado`` selects the Tornado application instead (same routes, same
 answers).
 """
@@ -19,7 +19,7 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
-from clipper_frontend.predict import QueryProcessor, error_response
+from clipper_frontend.query.predict import QueryProcessor, error_response
 
 logger = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from clipper_core.container_manager import DEFAULT_CACHE_SIZE
 from clipper_core.input_types import InputTypeRegistry
 from clipper_core.registry import PluginHost
 from clipper_frontend._serve import connect_redis, run, setup_logging
-from clipper_frontend.engine import Engine
-from clipper_frontend.metrics import MetricsRegistry
-from clipper_frontend.predict import QueryProcessor
-from clipper_frontend.rpc_server import RPCServer
-from clipper_frontend.state import ClusterView
+from clipper_frontend.query.engine import Engine
+from clipper_frontend.query.metrics import MetricsRegistry
+from clipper_frontend.query.predict import QueryProcessor
+from clipper_frontend.query.rpc_server import RPCServer
+from clipper_frontend.query.state import ClusterView
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event, input_types: Inpu
     view.on_app_removed.append(processor.forget_app)
     engine.is_registered = lambda name, version: (name, version) in view.models
     if args.http_server == "fast":
-        from clipper_frontend.fast_http import Routes, start_server
+        from clipper_frontend.query.fast_http import Routes, start_server
 
         routes = Routes(
             processor, lambda: render_metrics(metrics), lambda: render_health(view, rpc, engine), args.timeout_content

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger("clipper_core.local_supervisor")
+logger = logging.getLogger("clipper_core.local.supervisor")
 
 MIN_BACKOFF = 0.2
 MAX_BACKOFF = 5.0

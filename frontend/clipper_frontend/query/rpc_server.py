@@ -19,10 +19,10 @@ from zmq.utils.monitor import parse_monitor_message
 from clipper_core.config_store import ConfigStore
 from clipper_core.input_types import InputTypeRegistry
 from clipper_core.rpc import frames as rpc
-from clipper_frontend.engine import Engine, Replica
+from clipper_frontend.query.engine import Engine, Replica
 
 if TYPE_CHECKING:
-    from clipper_frontend.state import ClusterView
+    from clipper_frontend.query.state import ClusterView
 
 logger = logging.getLogger(__name__)
 
