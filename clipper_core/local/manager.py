@@ -27,6 +27,7 @@ from clipper_core.container_manager import (
     ContainerManager,
     ManagerOption,
     cluster_exists_error,
+    validate_model_name,
 )
 from clipper_core.errors import ClipperException, ContainerManagerError
 from clipper_core.files import read_json, tail, write_json_atomic
@@ -309,6 +310,8 @@ class LocalContainerManager(ContainerManager):
         container_registry: str | None = None,
         pkgs_to_install: list[str] | None = None,
     ) -> str:
+        validate_model_name(name)
+        validate_model_name(str(version), "model version")
         return build_local_model(
             self.paths,
             self.cluster_name,
