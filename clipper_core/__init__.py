@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from clipper_core.errors import (
     ClipperError,
     ClipperException,
@@ -15,7 +17,11 @@ from clipper_core.errors import (
 )
 from clipper_core.hookspecs import hookimpl
 
-__version__ = "0.5.0"
+try:
+    # The distribution's pyproject.toml is the one place the version is written; image tags follow it.
+    __version__ = version("clipper-core")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "__version__",

@@ -5,13 +5,14 @@ Every hook is called once at start-up to build a registry; none is ever called o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
     from clipper_core.commands import CommandRegistry
     from clipper_core.container_manager import ContainerManager
+    from clipper_core.deployer import ModelDeployer
     from clipper_core.input_types import InputType
 
 PROJECT_NAME = "clipper"  # also the entry-point group
@@ -37,13 +38,14 @@ def clipper_register_container_managers() -> list[type[ContainerManager]]:
 
 
 @hookspec
-def clipper_register_deployers() -> list[Any]:
+def clipper_register_deployers() -> list[ModelDeployer]:
     """Return deployer objects this plugin provides.
 
-    Called once when a registry is built. Not firstresult, not historic.
+    Called once when :meth:`~clipper_core.registry.PluginHost.deployers` is first used (by ``clipper deploy``).
+    Not firstresult, not historic.
 
-    :returns: objects (usually modules) with a unique ``PLUGIN_NAME`` (``"python_closure"``, ``"pyspark"``)
-        exposing ``deploy(...)`` and ``create_endpoint(...)``.
+    :returns: objects (usually modules) with a unique ``PLUGIN_NAME`` (``"python_closure"``) exposing ``deploy(...)``
+        and ``create_endpoint(...)`` (:class:`~clipper_core.deployer.ModelDeployer`).
 
     .. versionadded:: 0.5
     """

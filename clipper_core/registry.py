@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable
 from functools import cache
 from importlib.metadata import packages_distributions
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import pluggy
 
@@ -21,6 +21,7 @@ from clipper_core.plugins import get_plugin_manager
 
 if TYPE_CHECKING:
     from clipper_core.container_manager import ContainerManager
+    from clipper_core.deployer import ModelDeployer
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,7 +109,7 @@ class PluginHost:
     def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
         self.pm = pm if pm is not None else get_plugin_manager()
         self._managers: Registry[type[ContainerManager]] | None = None
-        self._deployers: Registry[Any] | None = None
+        self._deployers: Registry[ModelDeployer] | None = None
         self._input_types: InputTypeRegistry | None = None
 
     def container_managers(self) -> Registry[type[ContainerManager]]:
@@ -117,7 +118,7 @@ class PluginHost:
             self._managers = Registry.from_results("container manager", results)
         return self._managers
 
-    def deployers(self) -> Registry[Any]:
+    def deployers(self) -> Registry[ModelDeployer]:
         if self._deployers is None:
             self._deployers = Registry.from_results("deployer", self.pm.hook.clipper_register_deployers())
         return self._deployers

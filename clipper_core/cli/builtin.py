@@ -143,6 +143,46 @@ def cmd_predict(args: argparse.Namespace, ctx: CommandContext) -> int:
     return 0
 
 
+DEFAULT_DEPLOYER = "python_closure"
+
+
+def _deploy_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="model name (and application name with --app)")
+    p.add_argument("func", help="the predict function: package.module:function or path/to/file.py:function")
+    p.add_argument("--deployer", default=DEFAULT_DEPLOYER, help="deployer plugin (default: %(default)s)")
+    p.add_argument("--version", default="1", help="model version (default: %(default)s)")
+    p.add_argument("--input-type", default="doubles", help="input type (default: %(default)s)")
+    p.add_argument("--num-replicas", type=int, default=1, help="replicas to start (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=-1, help="fixed batch size; -1 adapts it (default)")
+    p.add_argument("--app", action="store_true", help="also register an application NAME and link the model to it")
+    p.add_argument("--default-output", default="None", help="the application's default output (with --app)")
+    p.add_argument("--slo-micros", type=int, default=3000000, help="the application's latency SLO (with --app)")
+
+
+def cmd_deploy(args: argparse.Namespace, ctx: CommandContext) -> int:
+    from clipper_core.deployer import load_function
+
+    deployers = ctx.host.deployers()
+    if args.deployer not in deployers:
+        installed = ", ".join(deployers.names()) or "none (pip install clipper-deployers)"
+        msg = f"Unknown deployer {args.deployer!r}. Installed deployers: {installed}"
+        raise ClipperException(msg)
+    deployer = deployers.get(args.deployer)
+    func = load_function(args.func)
+    conn = _connection(args, ctx)
+    options = {"num_replicas": args.num_replicas, "batch_size": args.batch_size}
+    if args.app:
+        deployer.create_endpoint(
+            conn, args.name, args.input_type, func, default_output=args.default_output, version=args.version,
+            slo_micros=args.slo_micros, **options,
+        )
+        print(f"Deployed {args.name}:{args.version} and linked it to application {args.name!r}")
+    else:
+        deployer.deploy(conn, args.name, args.version, args.input_type, func, **options)
+        print(f"Deployed {args.name}:{args.version}")
+    return 0
+
+
 @hookimpl(trylast=True)
 def clipper_register_commands(commands: CommandRegistry) -> None:
     commands.add("start", help="start a cluster", run=cmd_start, configure=_start_options, manager_options=True)
@@ -155,6 +195,10 @@ def clipper_register_commands(commands: CommandRegistry) -> None:
         manager_options=True,
     )
     commands.add("plugins", help="list installed plugins", run=cmd_plugins, configure=_json_option)
+    commands.add(
+        "deploy", help="deploy a predict function as a model (through a deployer plugin)", run=cmd_deploy,
+        configure=_deploy_options, manager_options=True,
+    )
     commands.add(
         "predict", help="send one prediction request to an application", run=cmd_predict,
         configure=_predict_options, manager_options=True,

@@ -1,3 +1,7 @@
-"""Model deployers for Clipper in Python."""
+"""Model deployers for Clipper in Python: the Python closure deployer (``clipper_deployers.python``)."""
 
-__version__ = "0.5.0"
+from __future__ import annotations
+
+from importlib.metadata import version
+
+__version__ = version("clipper-deployers")
