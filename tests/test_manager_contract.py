@@ -53,7 +53,6 @@ def test_the_contract_catches_a_manager_that_breaks_it() -> None:
 
 
 def _model_dir() -> str:
-    from clipper_core.testing import save_closure
-    from clipper_core.testing.contract import feature_sum
+    from clipper_core.testing import feature_sum, save_closure
 
     return save_closure(feature_sum)

@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import cloudpickle
 
@@ -26,7 +26,15 @@ from clipper_core.testing.fake import FakeBackend, FakeContainerManager, FakePlu
 
 T = TypeVar("T")
 
-__all__ = ["FakeBackend", "FakeContainerManager", "FakePlugin", "save_closure", "wait_until"]
+__all__ = ["FakeBackend", "FakeContainerManager", "FakePlugin", "feature_sum", "save_closure", "wait_until"]
+
+
+def feature_sum(xs: Any) -> list[str]:  # noqa: ANN401 - whatever batch type the input type decodes to
+    """The contract suite's model: the sum of each input, as a string.
+
+    It lives here, not in the pytest-only contract module, because replicas unpickle it by reference.
+    """
+    return [str(float(sum(x))) for x in xs]
 
 
 def save_closure(func: Callable[..., object], directory: str | None = None) -> str:

@@ -17,6 +17,7 @@ test) and stops everything it started, also when a test fails.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import urllib.error
@@ -31,12 +32,7 @@ import pytest
 from clipper_core.container_manager import ContainerManager, default_base_image
 from clipper_core.errors import ClipperException
 from clipper_core.ports import free_ports
-from clipper_core.testing import save_closure, wait_until
-
-
-def feature_sum(xs: Any) -> list[str]:  # noqa: ANN401 - whatever batch type the input type decodes to
-    """The contract's model: the sum of each input, as a string."""
-    return [str(float(sum(x))) for x in xs]
+from clipper_core.testing import feature_sum, save_closure, wait_until
 
 
 class ContainerManagerContract:
@@ -50,6 +46,13 @@ class ContainerManagerContract:
     def make_manager(self, cluster_name: str) -> ContainerManager:
         """A manager for ``cluster_name`` (not started). Two calls with one name must address the same cluster."""
         raise NotImplementedError
+
+    def start(self, cm: ContainerManager) -> None:
+        """Start ``cm``'s cluster with the arguments ``ClipperConnection.start_clipper`` passes by default."""
+        from clipper_core.admin import ClipperConnection
+
+        defaults = inspect.signature(ClipperConnection.start_clipper).parameters
+        cm.start_clipper(**{name: p.default for name, p in defaults.items() if name != "self"})
 
     def base_image(self) -> str:
         """The base image ``build_model`` gets (default: the Python closure container of this version)."""
@@ -83,9 +86,10 @@ class ContainerManagerContract:
     @pytest.fixture(scope="class")
     @classmethod
     def cluster(cls) -> Iterator[ContainerManager]:
-        cm = cls().make_manager(cls.new_cluster_name())
+        suite = cls()
+        cm = suite.make_manager(cls.new_cluster_name())
         try:
-            cm.start_clipper()
+            suite.start(cm)
             yield cm
         finally:
             cm.stop_all()
@@ -109,7 +113,7 @@ class ContainerManagerContract:
 
     def test_starting_a_running_cluster_again_is_refused(self, cluster: ContainerManager) -> None:
         with pytest.raises(ClipperException, match="already exists"):
-            self.make_manager(cluster.cluster_name).start_clipper()
+            self.start(self.make_manager(cluster.cluster_name))
         assert cluster.is_running()
 
     def test_connect_from_a_new_manager_object(self, cluster: ContainerManager) -> None:
@@ -157,8 +161,8 @@ class ContainerManagerContract:
 
     def test_clusters_are_isolated_by_name(self, cluster: ContainerManager, image: str, model_dir: str) -> None:
         other = self.make_manager(self.new_cluster_name())
-        other.start_clipper()
         try:
+            self.start(other)
             other_image = other.build_model("contract-model", "1", model_dir, self.base_image())
             other.deploy_model("contract-model", "1", self.input_type, other_image, num_replicas=1)
             cluster.deploy_model("contract-model", "1", self.input_type, image, num_replicas=2)
@@ -193,6 +197,12 @@ def predict(query_addr: str, app: str, body: dict[str, Any], timeout: float = 10
 
 class ServingContract(ContainerManagerContract):
     """The contract of a manager that runs real frontends and replicas: predictions flow through what it started."""
+
+    def start(self, cm: ContainerManager) -> None:
+        """Start through ``ClipperConnection.start_clipper``, which also waits until both frontends answer."""
+        from clipper_core.admin import ClipperConnection
+
+        ClipperConnection(cm).start_clipper()
 
     def test_serves_predictions_before_and_after_scaling(self, cluster: ContainerManager, model_dir: str) -> None:
         from clipper_core.admin import ClipperConnection
