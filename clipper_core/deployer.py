@@ -50,7 +50,7 @@ def load_function(ref: str) -> Callable[..., Any]:
     except (ImportError, OSError, SyntaxError) as exc:
         msg = f"Cannot load {where!r} for function reference {ref!r}: {exc}"
         raise DeploymentError(msg) from exc
-    func = getattr(module, attr, None)
+    func: object = getattr(module, attr, None)
     if not callable(func):
         msg = f"{where!r} has no callable named {attr!r}"
         raise DeploymentError(msg)

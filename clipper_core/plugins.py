@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pluggy
@@ -74,11 +75,13 @@ def get_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager
     return pm
 
 
-def _trace_before(hook_name: str, hook_impls: Any, kwargs: dict[str, Any]) -> None:
+def _trace_before(hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
     logger.debug("hook %s called with %r by %s", hook_name, kwargs, [i.plugin_name for i in hook_impls])
 
 
-def _trace_after(outcome: Any, hook_name: str, hook_impls: Any, kwargs: dict[str, Any]) -> None:
+def _trace_after(
+    outcome: pluggy.Result[Any], hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]
+) -> None:
     logger.debug("hook %s returned %r", hook_name, outcome.get_result() if outcome.exception is None else outcome)
 
 

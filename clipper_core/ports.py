@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from typing import Any
 
 from clipper_core.errors import ContainerManagerError
 
@@ -57,12 +58,15 @@ def check_ports(cluster_name: str, wanted: list[tuple[int, str, str]], check_fre
             raise ContainerManagerError(msg)
 
 
-def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(
+    port: int, host: str = "127.0.0.1", timeout: float = 10.0, proc: subprocess.Popen[Any] | None = None
+) -> None:
     """Poll until something accepts TCP connections on ``host:port``, or raise after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            msg = f"process {proc.args[0] if isinstance(proc.args, list) else proc.args} exited with {proc.returncode}"
+            program = proc.args[0] if isinstance(proc.args, list) else proc.args
+            msg = f"process {program!s} exited with {proc.returncode}"
             raise ContainerManagerError(msg)
         try:
             with socket.create_connection((host, port), timeout=0.5):

@@ -24,6 +24,7 @@ def add_manager_arguments(parser: argparse.ArgumentParser, host: PluginHost) -> 
         help=f"container manager plugin: {', '.join(registry.names())} (default: %(default)s)",
     )
     declared: dict[str, tuple[ManagerOption, list[str]]] = {}
+    by_group: dict[tuple[str, ...], list[ManagerOption]] = {}
     for name, cls in registry.items():
         for option in cls.cli_options():
             seen = declared.get(option.cli_flag)
@@ -37,9 +38,8 @@ def add_manager_arguments(parser: argparse.ArgumentParser, host: PluginHost) -> 
                 raise PluginError(msg)
             else:
                 seen[1].append(name)
-    by_group: dict[tuple[str, ...], list[ManagerOption]] = {}
-    for option, owners in declared.values():
-        by_group.setdefault(tuple(owners), []).append(option)
+    for option, owner_list in declared.values():
+        by_group.setdefault(tuple(owner_list), []).append(option)
     for owners, options in by_group.items():
         group = parser.add_argument_group(f"{' and '.join(owners)} manager options")
         for option in options:
