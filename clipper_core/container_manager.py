@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from clipper_core.errors import ClipperException
+from clipper_core.errors import ClipperException, ContainerManagerError, DeploymentError
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +50,9 @@ def default_base_image() -> str:
     return f"{clipper_registry()}/{DEFAULT_BASE_IMAGE_NAME}:{__version__}"
 
 
-def cluster_exists_error(cluster_name: str) -> ClipperException:
+def cluster_exists_error(cluster_name: str) -> ContainerManagerError:
     """What ``start_clipper`` raises when a cluster of that name is already running (the original's text)."""
-    return ClipperException(
+    return ContainerManagerError(
         f"Cluster {cluster_name} cannot be started because it already exists. "
         "Please use ClipperConnection.connect() to connect to it."
     )
@@ -62,7 +62,7 @@ def check_model_data_path(model_data_path: str) -> str:
     """``build_model``'s check that the model directory exists; returns it unchanged."""
     if not model_data_path or not os.path.isdir(model_data_path):
         msg = f"Model data path {model_data_path!r} does not exist or is not a directory"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     return model_data_path
 
 

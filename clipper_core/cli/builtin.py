@@ -14,7 +14,7 @@ from typing import Any
 from clipper_core.cli._status import collect_status
 from clipper_core.commands import CommandContext, CommandRegistry
 from clipper_core.container_manager import DEFAULT_CACHE_SIZE
-from clipper_core.errors import ClipperException
+from clipper_core.errors import InputDecodeError, UnknownPluginError
 from clipper_core.hookspecs import hookimpl
 
 
@@ -109,7 +109,7 @@ def parse_query(text: str) -> Any:
         value = json.loads(text)
     except ValueError as exc:
         msg = f"QUERY is not valid JSON: {exc}"
-        raise ClipperException(msg) from exc
+        raise InputDecodeError(msg) from exc
     if isinstance(value, dict) and ("input" in value or "input_batch" in value):
         return value
     return {"input": value}
@@ -166,7 +166,7 @@ def cmd_deploy(args: argparse.Namespace, ctx: CommandContext) -> int:
     if args.deployer not in deployers:
         installed = ", ".join(deployers.names()) or "none (pip install clipper-deployers)"
         msg = f"Unknown deployer {args.deployer!r}. Installed deployers: {installed}"
-        raise ClipperException(msg)
+        raise UnknownPluginError(msg)
     deployer = deployers.get(args.deployer)
     func = load_function(args.func)
     conn = _connection(args, ctx)
