@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from clipper_core.commands import CommandContext, CommandRegistry
+from clipper_core.container_manager import ContainerManager, ManagerOption
 from clipper_core.errors import (
     ClipperError,
     ClipperException,
@@ -26,6 +28,10 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 __all__ = [
     "__version__",
     "hookimpl",
+    "CommandContext",
+    "CommandRegistry",
+    "ContainerManager",
+    "ManagerOption",
     "ClipperError",
     "ClipperException",
     "ContainerManagerError",
