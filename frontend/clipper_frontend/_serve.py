@@ -55,6 +55,19 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         uvloop.run(runner())
 
 
+def connection_limit(requested: int) -> int:
+    """``requested``, kept below the open-file limit so that a server can always accept (and refuse) a connection."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, ValueError, OSError):
+        return requested
+    if soft == resource.RLIM_INFINITY:
+        return requested
+    return max(1, min(requested, soft - 128))
+
+
 async def _probe(host: str, port: int, timeout: float) -> None:
     """One PING on a throw-away connection without redis-py's retries and backoff (which make a refused attempt
     take ~4 s), so attempts really come once per interval."""

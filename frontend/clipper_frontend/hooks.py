@@ -1,5 +1,18 @@
-"""Entry-point module of the clipper-frontend distribution.
+"""Entry-point module of the clipper-frontend distribution: only hook implementations (see :mod:`._commands`)."""
 
-The frontends implement no registration hook today; the entry point makes the installed frontend (and its
-version) visible in ``clipper plugins`` and lets ``CLIPPER_DISABLED_PLUGINS=frontend`` be reported clearly.
-"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from clipper_core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from clipper_core.commands import CommandRegistry
+
+
+@hookimpl
+def clipper_register_commands(commands: CommandRegistry) -> None:
+    """``clipper query-frontend`` and ``clipper management-frontend``: run a frontend in the foreground."""
+    from clipper_frontend import _commands
+
+    _commands.register(commands)

@@ -12,7 +12,6 @@ dropped the connection).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
@@ -24,12 +23,12 @@ import tornado.web
 from redis.exceptions import RedisError
 
 from clipper_core.config_store import EPOCH_HEADER, ConfigStore
-from clipper_core.container_manager import CLIPPER_MANAGEMENT_PORT, REDIS_PORT
 from clipper_core.errors import ClipperException
 from clipper_core.input_types import builtin_input_types
 from clipper_core.registry import PluginHost
 from clipper_frontend._serve import connect_redis, run, setup_logging
 from clipper_frontend.management.ops import ManagementOps
+from clipper_frontend.settings import ManagementSettings
 
 logger = logging.getLogger(__name__)
 
@@ -116,43 +115,32 @@ def make_management_app(store: ConfigStore, input_types: Any, **settings: Any) -
 # -- process entry point ---------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m clipper_frontend.management", description="Clipper management frontend (REST, port 1338)"
-    )
-    parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0, as the original)")
-    parser.add_argument("--port", type=int, default=CLIPPER_MANAGEMENT_PORT, help="port to bind (default 1338)")
-    parser.add_argument("--redis-ip", "--redis_ip", dest="redis_ip", default="localhost", help="Redis host")
-    parser.add_argument("--redis-port", "--redis_port", dest="redis_port", type=int, default=REDIS_PORT)
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    return parser.parse_args(argv)
-
-
-def load_input_types() -> Any:
+def load_input_types(host: PluginHost | None = None) -> Any:
     """The input types of every installed plugin; the built-ins alone if the plugin set cannot be loaded.
 
     The management frontend needs nothing but input types, so a broken unrelated plugin (a container manager, a
     deployer) is logged instead of keeping the cluster's admin API down.
     """
     try:
-        return PluginHost().input_types()
+        return (host if host is not None else PluginHost()).input_types()
     except Exception:
         logger.exception("Loading plugins failed; only the built-in input types are available")
         return builtin_input_types()
 
 
-async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
+async def serve(settings: ManagementSettings, stop: asyncio.Event, input_types: Any) -> None:
+    """Run the management frontend until ``stop`` is set; ``input_types`` is an ``InputTypeRegistry``."""
     try:
-        store = await connect_redis(args.redis_ip, args.redis_port, stop)
+        store = await connect_redis(settings.redis_ip, settings.redis_port, stop)
     except Exception:
         if stop.is_set():  # SIGTERM/SIGINT while still waiting for Redis
             logger.info("Management frontend stopped before Redis answered")
             return
         raise
-    logger.info("Connected to Redis at %s:%d", args.redis_ip, args.redis_port)
-    app = make_management_app(store, load_input_types())
-    server = app.listen(args.port, address=args.host, xheaders=False)
-    logger.info("Management frontend listening on %s:%d", args.host, args.port)
+    logger.info("Connected to Redis at %s:%d", settings.redis_ip, settings.redis_port)
+    app = make_management_app(store, input_types)
+    server = app.listen(settings.port, address=settings.host, xheaders=False)
+    logger.info("Management frontend listening on %s:%d", settings.host, settings.port)
     await stop.wait()
     logger.info("Management frontend shutting down")
     server.stop()
@@ -160,11 +148,16 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     await store.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.log_level)
-    run(lambda stop: serve(args, stop))
+def run_management_frontend(settings: ManagementSettings, host: PluginHost | None = None) -> int:
+    """Run the management frontend in the foreground until SIGTERM/SIGINT; returns the exit status."""
+    setup_logging(settings.log_level)
+    input_types = load_input_types(host)
+    run(lambda stop: serve(settings, stop, input_types))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_management_frontend(ManagementSettings.parse(argv))
 
 
 if __name__ == "__main__":

@@ -218,9 +218,11 @@ class ManagementOps:
         app_name = d.string("app_name")
         uid = d.int32("uid")
         if uid != DEFAULT_USER_ID:
-            logger.error(
-                "Personalized default outputs are not currently supported. Using default UID %d instead",
+            # As the original says it, but per request a client controls: DEBUG, not ERROR.
+            logger.debug(
+                "Personalized default outputs are not currently supported. Using default UID %d instead (got %d)",
                 DEFAULT_USER_ID,
+                uid,
             )
         app = await self.store.get_application(app_name)
         return app.get("default_output", "") if app else ""
@@ -327,8 +329,7 @@ class ManagementOps:
             raise ManagementError(f"Cannot set version for nonexistent model '{name}'")
         if version not in versions:
             msg = f"Cannot set non-existent version '{version}' for model with name '{name}'"
-            logger.error(msg)
-            raise ManagementError(msg)
+            raise ManagementError(msg)  # the handler logs the refusal
         model = await self.store.get_model(name, version)
         await self._check_consistent_with_app_links(name, model.get("input_type", "") if model else "")
         await self.store.set_current_version(name, version)

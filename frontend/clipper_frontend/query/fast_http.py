@@ -2,10 +2,15 @@
 
 Tornado's general-purpose HTTP stack was about 70 % of the query frontend's CPU time under load (see
 docs/performance.md). This server speaks exactly what the REST API needs — keep-alive, pipelining answered in
-order, Content-Length bodies (and chunked bodies, which httptools decodes) — and routes straight to the
-callback-based :class:`~clipper_frontend.query.predict.QueryProcessor` with no task, handler object or header
-dictionary per request. ``--http-server tornado`` selects the Tornado application instead (same routes, same
-answers).
+order, Content-Length bodies (and chunked bodies, which httptools decodes) — and routes through the shared
+:class:`~clipper_frontend.query.routes.QueryRoutes` with no task, handler object or header dictionary per request.
+``--http-server tornado`` selects the Tornado server instead (same routes, same answers).
+
+What one client can hold is bounded (docs/architecture.md, "Limits"): open connections, the time to send headers and
+body (deadlines that further bytes do not push back), body size, the request bytes held across all connections, and
+unsent answers (a connection whose client does not read is not read from either). Errors found while reading a
+request (malformed HTTP, an upgrade, a limit) are answered in order after the requests pipelined before it, and then
+the connection is closed.
 """
 
 from __future__ import annotations
@@ -13,22 +18,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import httptools
+import orjson
 
-from clipper_frontend.query.predict import QueryProcessor, error_response
+from clipper_frontend._serve import connection_limit
+from clipper_frontend.query.routes import JSON, QueryRoutes
+from clipper_frontend.settings import QuerySettings
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_URL_BYTES = 8192
 MAX_PIPELINED = 32  # requests queued behind the one being answered before we stop reading
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed", 413: b"Payload Too Large",
-            414: b"URI Too Long", 500: b"Internal Server Error"}
+_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout",
+            413: b"Payload Too Large", 414: b"URI Too Long", 500: b"Internal Server Error",
+            503: b"Service Unavailable"}
 
 
 def _head(status: int, length: int, content_type: bytes, keep_alive: bool) -> bytes:
@@ -41,79 +47,169 @@ def _head(status: int, length: int, content_type: bytes, keep_alive: bool) -> by
     )
 
 
-class Routes:
-    """What the server answers besides predictions: ``GET /metrics``, ``GET /healthz``; plugged in by query.py."""
+def _error(status: int, error: str, cause: str) -> bytes:
+    """A complete ``Connection: close`` answer with the JSON error body."""
+    payload = orjson.dumps({"error": error, "cause": cause})
+    return _head(status, len(payload), JSON, False) + payload
 
-    def __init__(
-        self,
-        processor: QueryProcessor,
-        metrics: Callable[[], bytes],
-        health: Callable[[], bytes],
-        idle_timeout: float = 300.0,
-    ) -> None:
-        self.processor = processor
-        self.metrics = metrics
-        self.health = health
-        self.idle_timeout = idle_timeout
+
+class HttpServer:
+    """What every connection shares: the routes, the limits, the open connections and the bytes they hold."""
+
+    def __init__(self, routes: QueryRoutes, settings: QuerySettings, max_connections: int) -> None:
+        self.routes = routes
+        self.settings = settings
+        self.max_connections = max_connections
+        self.idle_timeout = settings.timeout_content
+        self.header_timeout = settings.header_timeout
+        self.body_timeout = settings.body_timeout
+        self.max_body = settings.max_body_bytes
+        self.max_pending = settings.max_pending_bytes
+        self.high_water = settings.write_buffer_high_water
+        self.connections: set[HttpProtocol] = set()
+        self.pending = 0  # request-body bytes held by all connections (reserved at the headers, freed at the answer)
+        self.refused = _error(503, "Service unavailable", f"the frontend holds its limit of {max_connections} "
+                              "connections (--max-connections); retry later")
+        self.loop = asyncio.get_running_loop()
+        # One sweep for all connections instead of a timer per connection or per request: deadlines are checked
+        # against stamps the request path writes anyway.
+        self.interval = max(0.05, min(1.0, self.header_timeout / 4, self.body_timeout / 4, self.idle_timeout / 4))
+        self._sweeper: asyncio.TimerHandle | None = self.loop.call_later(self.interval, self._sweep)
+        self._server: asyncio.AbstractServer | None = None
+
+    async def listen(self, host: str, port: int) -> None:
+        self._server = await self.loop.create_server(
+            lambda: HttpProtocol(self), host, port, reuse_address=True, backlog=1024
+        )
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        if self._server is not None:
+            self._server.close()
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for conn in list(self.connections):
+            conn.check_deadlines(now)
+        self._sweeper = self.loop.call_later(self.interval, self._sweep)
 
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
-        "routes", "transport", "parser", "url", "body", "body_len", "queue", "busy", "closing", "too_big",
-        "expect_continue", "idle", "last_activity", "paused", "loop", "keep_alive",
+        "server", "routes", "transport", "parser", "url", "body", "body_len", "queue", "busy", "closing", "broken",
+        "expect_continue", "last_activity", "read_paused", "write_paused", "loop", "keep_alive", "request_start",
+        "body_start", "content_length", "reserved", "answering", "started",
     )
 
-    def __init__(self, routes: Routes) -> None:
-        self.routes = routes
-        self.loop = asyncio.get_running_loop()
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.routes = server.routes
+        self.loop = server.loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.body: list[bytes] = []
         self.body_len = 0
-        self.queue: deque[tuple[bytes, bytes, bytes, bool]] = deque()
+        # (method, target, body, keep_alive, bytes reserved); method None: an error answer (payload in ``target``).
+        self.queue: deque[tuple[bytes | None, bytes, bytes, bool, int]] = deque()
         self.busy = False
         self.keep_alive = True  # of the request being answered (one at a time per connection)
         self.closing = False
-        self.too_big = False
+        self.broken = False  # an error answer is queued: nothing more is read from this connection
         self.expect_continue = False
-        self.paused = False
-        self.idle: asyncio.TimerHandle | None = None
+        self.read_paused = False
+        self.write_paused = False
         self.last_activity = 0.0
+        self.request_start = 0.0  # first byte of the request being received (0: none)
+        self.started = False  # a byte of that request has arrived
+        self.body_start = 0.0  # end of its headers (0: not there yet)
+        self.content_length = -1
+        self.reserved = 0  # bytes of the budget held by the request being received
+        self.answering = 0  # ... and by the request being answered
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.last_activity = self.loop.time()
-        self.idle = self.loop.call_later(self.routes.idle_timeout, self._check_idle)
+        server = self.server
+        if len(server.connections) >= server.max_connections:
+            self.closing = self.broken = True
+            transport.write(server.refused)  # type: ignore[attr-defined]
+            transport.close()
+            return
+        server.connections.add(self)
+        transport.set_write_buffer_limits(high=server.high_water)  # type: ignore[attr-defined]
+        self.last_activity = self.request_start = self.loop.time()  # the first request's clock starts now
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.transport = None
         self.parser = None  # type: ignore[assignment]  # it refers back to this protocol: no cycle left to collect
-        if self.idle is not None:
-            self.idle.cancel()
+        server = self.server
+        server.connections.discard(self)
+        server.pending -= self.reserved + self.answering + sum(item[4] for item in self.queue)
+        self.reserved = self.answering = 0
+        self.queue.clear()
+        self.body = []
 
-    def _check_idle(self) -> None:
-        # One timer per connection, re-armed lazily: activity only stamps a time, it never touches the timer.
-        if self.transport is None:
+    def pause_writing(self) -> None:
+        # The client does not read its answers: stop reading (and so answering) its requests until it does.
+        self.write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._update_reading()
+        if self.queue and not self.busy:
+            self._next()
+
+    def check_deadlines(self, now: float) -> None:
+        """Called by the server's sweep: close a connection past its header, body or idle deadline."""
+        transport = self.transport
+        if transport is None or self.closing:
             return
-        remaining = self.last_activity + self.routes.idle_timeout - self.loop.time()
-        if remaining > 0 or self.busy:
-            self.idle = self.loop.call_later(max(remaining, 1.0), self._check_idle)
-            return
+        if self.request_start and not self.read_paused:  # a request is being received (and we are reading)
+            if self.body_start:
+                if now - self.body_start > self.server.body_timeout:
+                    self._time_out(f"the request body was not complete within {self.server.body_timeout:g} s of "
+                                   "its headers (--body-timeout)")
+            elif self.started:
+                if now - self.request_start > self.server.header_timeout:
+                    self._time_out(f"the request line and headers were not complete within "
+                                   f"{self.server.header_timeout:g} s (--header-timeout)")
+            elif now - self.request_start > min(self.server.header_timeout, self.server.idle_timeout):
+                self.closing = True  # a new connection that sent nothing: as an idle one, closed without an answer
+                transport.close()
+        elif now - self.last_activity > self.server.idle_timeout and (
+            self.write_paused or not (self.busy or self.queue)
+        ):
+            self.closing = True
+            transport.abort() if transport.get_write_buffer_size() else transport.close()
+
+    def _time_out(self, cause: str) -> None:
+        transport = self.transport
+        assert transport is not None
         self.closing = True
-        self.transport.close()
+        if not self.busy and not self.queue:  # nothing answered before it is lost by answering now
+            transport.write(_error(408, "Request timeout", cause))
+            transport.close()
+        else:
+            transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self.broken:
+            return
         self.last_activity = self.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._reply_and_close(*error_response(400, "Bad request", "protocol upgrades are not supported"))
+            if not self.broken:
+                self._reject(400, "Bad request", "protocol upgrades are not supported")
         except httptools.HttpParserError as exc:
-            self._reply_and_close(*error_response(400, "Bad request", f"malformed HTTP request: {exc}"))
+            if not self.broken:
+                self._reject(400, "Bad request", f"malformed HTTP request: {exc}")
 
     # -- httptools callbacks -----------------------------------------------------------------------
 
@@ -121,98 +217,144 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.body = []
         self.body_len = 0
-        self.too_big = False
         self.expect_continue = False
+        self.content_length = -1
+        self.started = True
+        if not self.request_start:
+            self.request_start = self.last_activity
 
     def on_url(self, url: bytes) -> None:
+        if self.broken:
+            return
         self.url += url
         if len(self.url) > MAX_URL_BYTES:
-            self._reply_and_close(*error_response(414, "URI too long", f"request targets are limited to {MAX_URL_BYTES} bytes"))
+            self._reject(414, "URI too long", f"request targets are limited to {MAX_URL_BYTES} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
+        n = len(name)
+        if n == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
+        elif n == 14 and name.lower() == b"content-length":
+            try:
+                self.content_length = int(value)
+            except ValueError:
+                pass  # httptools rejects it itself
 
     def on_headers_complete(self) -> None:
+        if self.broken:
+            return
+        if self.parser.should_upgrade():
+            self._reject(400, "Bad request", "protocol upgrades are not supported")
+            return
+        server = self.server
+        length = self.content_length
+        if length > server.max_body:
+            self._too_big()
+            return
+        if length > 0:
+            if server.pending + length > server.max_pending:
+                self._over_budget()
+                return
+            server.pending += length
+            self.reserved = length
+        self.body_start = self.last_activity
         # Clients such as curl wait (1 s) for this before sending a large body.
         if self.expect_continue and self.transport is not None and not self.closing:
             self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
-        if self.too_big:
+        if self.broken:
             return
-        self.body_len += len(body)
-        if self.body_len > MAX_BODY_BYTES:
-            self.too_big = True
-            self.body = []
-        else:
-            self.body.append(body)
+        n = len(body)
+        self.body_len += n
+        if self.body_len > self.reserved:  # a chunked body: reserve as it comes
+            server = self.server
+            if self.body_len > server.max_body:
+                self._too_big()
+                return
+            if server.pending + n > server.max_pending:
+                self._over_budget()
+                return
+            server.pending += n
+            self.reserved += n
+        self.body.append(body)
 
     def on_message_complete(self) -> None:
-        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        if self.too_big:
-            self._reply_and_close(*error_response(413, "Payload too large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"))
+        if self.broken:
             return
-        self.queue.append((self.parser.get_method(), self.url, body, self.parser.should_keep_alive()))
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self.body = []
+        self.queue.append((self.parser.get_method(), self.url, body, self.parser.should_keep_alive(), self.reserved))
+        self.reserved = 0
+        self.request_start = self.body_start = 0.0
+        self.started = False
         if not self.busy:
             self._next()
-        elif len(self.queue) >= MAX_PIPELINED and not self.paused and self.transport is not None:
-            self.paused = True  # a client pipelining faster than we answer: stop reading until we catch up
-            self.transport.pause_reading()
+        elif len(self.queue) >= MAX_PIPELINED:
+            self._update_reading()
+
+    # -- errors found while reading ----------------------------------------------------------------
+
+    def _too_big(self) -> None:
+        limit = self.server.max_body
+        self._reject(413, "Payload too large", f"request bodies are limited to {limit} bytes (--max-body-bytes)")
+
+    def _over_budget(self) -> None:
+        limit = self.server.max_pending
+        self._reject(503, "Service unavailable", f"the frontend holds its limit of {limit} bytes of request bodies "
+                     "(--max-pending-bytes); retry later")
+
+    def _reject(self, status: int, error: str, cause: str) -> None:
+        """Answer ``status`` after every request before it, then close; read nothing more."""
+        self.broken = True
+        self.body = []
+        self.server.pending -= self.reserved
+        self.reserved = 0
+        self.request_start = self.body_start = 0.0
+        self.queue.append((None, _error(status, error, cause), b"", False, 0))
+        self._update_reading()
+        if not self.busy:
+            self._next()
 
     # -- dispatch ----------------------------------------------------------------------------------
 
-    def _next(self) -> None:
-        # Pipelined requests are answered in order: one at a time per connection.
-        while self.queue and not self.busy and not self.closing:
-            method, url, body, keep_alive = self.queue.popleft()
-            self.busy = True
-            self._dispatch(method, url, body, keep_alive)
-        if self.paused and len(self.queue) < MAX_PIPELINED // 2 and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-
-    def _dispatch(self, method: bytes, url: bytes, body: bytes, keep_alive: bool) -> None:
-        path = url.split(b"?", 1)[0]
-        if path.endswith(b"/"):
-            path = path[:-1]
-        parts = path.split(b"/")
-        self.keep_alive = keep_alive
-        respond = self._respond  # a bound method, not a closure per request
-
-        try:
-            if len(parts) == 3 and parts[0] == b"":
-                action = parts[2]
-                if action == b"predict" or action == b"update":
-                    if method != b"POST":
-                        respond(*error_response(405, "Method not allowed", f"{path.decode()} accepts POST only"))
-                        return
-                    raw = parts[1]
-                    app = (unquote_to_bytes(raw) if b"%" in raw else raw).decode("utf-8", "replace")
-                    if action == b"predict":
-                        self.routes.processor.start_predict(app, body, respond)
-                    else:
-                        status, payload, is_json = self.routes.processor.update(app, body)
-                        respond(status, payload, b"application/json" if is_json else b"text/plain")
-                    return
-            if path == b"/metrics" and method == b"GET":
-                respond(200, self.routes.metrics())
-                return
-            if path == b"/healthz" and method == b"GET":
-                respond(200, self.routes.health())
-                return
-            respond(*error_response(404, "Not found", f"No route for {method.decode()} {url.decode('utf-8', 'replace')}"))
-        except Exception:
-            logger.exception("unexpected error answering %s %s", method, url)
-            respond(*error_response(500, "Internal error", "An unexpected error occurred!"))
-
-    def _respond(self, status: int, payload: bytes, content_type: bytes = b"application/json") -> None:
-        self._write(status, payload, content_type, self.keep_alive)
-
-    def _write(self, status: int, payload: bytes, content_type: bytes, keep_alive: bool) -> None:
+    def _update_reading(self) -> None:
         transport = self.transport
         if transport is None or self.closing:
             return
+        if self.read_paused:
+            if not (self.write_paused or self.broken) and len(self.queue) < MAX_PIPELINED // 2:
+                self.read_paused = False
+                transport.resume_reading()
+        elif self.write_paused or self.broken or len(self.queue) >= MAX_PIPELINED:
+            self.read_paused = True  # a client pipelining faster than we answer, or not reading: wait for it
+            transport.pause_reading()
+
+    def _next(self) -> None:
+        # Pipelined requests are answered in order: one at a time per connection.
+        while self.queue and not self.busy and not self.closing and not self.write_paused:
+            method, url, body, keep_alive, reserved = self.queue.popleft()
+            if method is None:  # an error found while reading: the last answer on this connection
+                transport = self.transport
+                if transport is not None:
+                    self.closing = True
+                    transport.write(url)
+                    transport.close()
+                return
+            self.busy = True
+            self.keep_alive = keep_alive
+            self.answering = reserved
+            self.routes.dispatch(method, url, body, self._respond)
+        self._update_reading()
+
+    def _respond(self, status: int, payload: bytes, content_type: bytes = JSON) -> None:
+        if self.answering:
+            self.server.pending -= self.answering
+            self.answering = 0
+        transport = self.transport
+        if transport is None or self.closing:
+            return
+        keep_alive = self.keep_alive
         self.last_activity = self.loop.time()
         transport.write(_head(status, len(payload), content_type, keep_alive) + payload)
         if not keep_alive:
@@ -223,14 +365,10 @@ class HttpProtocol(asyncio.Protocol):
         if self.queue:  # pipelined requests waiting behind this one
             self.loop.call_soon(self._next)
 
-    def _reply_and_close(self, status: int, payload: bytes) -> None:
-        transport = self.transport
-        if transport is not None and not self.closing:
-            transport.write(_head(status, len(payload), b"application/json", False) + payload)
-            self.closing = True
-            transport.close()
 
-
-async def start_server(routes: Routes, host: str, port: int) -> Any:
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HttpProtocol(routes), host, port, reuse_address=True, backlog=1024)
+async def start_server(routes: QueryRoutes, settings: QuerySettings) -> Any:
+    server = HttpServer(routes, settings, connection_limit(settings.max_connections))
+    await server.listen(settings.host, settings.port)
+    if server.max_connections < settings.max_connections:
+        logger.info("accepting at most %d REST connections (the open-file limit)", server.max_connections)
+    return server

@@ -20,6 +20,7 @@ from clipper_frontend.query.engine import Engine
 from clipper_frontend.query.metrics import MetricsRegistry
 from clipper_frontend.query.state import AppInfo, ClusterView, parse_output
 from clipper_frontend.query.tasks import ModelError, NoReplica, Pending
+from clipper_frontend.settings import QuerySettings
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ def error_response(status: int, error: str, cause: str) -> Response:
 
 
 def json_error(message: str) -> Response:
-    return error_response(400, "Json error", f"Error parsing JSON: {message}. Expected JSON schema: {PREDICTION_JSON_SCHEMA}")
+    cause = f"Error parsing JSON: {message}. Expected JSON schema: {PREDICTION_JSON_SCHEMA}"
+    return error_response(400, "Json error", cause)
 
 
 def not_found(app: str) -> Response:
@@ -140,8 +142,15 @@ class _Gather:
 
 
 class QueryProcessor:
-    def __init__(self, view: ClusterView, engine: Engine, metrics: MetricsRegistry) -> None:
+    def __init__(
+        self,
+        view: ClusterView,
+        engine: Engine,
+        metrics: MetricsRegistry,
+        max_batch_items: int = QuerySettings.max_batch_items,
+    ) -> None:
         self.view = view
+        self.max_batch_items = max_batch_items
         self.engine = engine
         self.metrics = metrics
         self.loop = engine.loop
@@ -198,6 +207,12 @@ class QueryProcessor:
                         f"Type mismatch! JSON key input_batch expected type Arraybut found type {_json_type(values)}"
                     ))
                     return
+                if len(values) > self.max_batch_items:
+                    # Encoding, queueing and rendering run on the event loop: a huge batch would stall every client.
+                    respond(*error_response(413, "Payload too large", f"input_batch holds {len(values)} inputs; at "
+                                            f"most {self.max_batch_items} are accepted per request (--max-batch-items)"
+                                            ": split it into several requests"))
+                    return
                 payloads = [input_type.encode_batch_item(v) for v in values]
                 batch = True
             else:
@@ -239,7 +254,8 @@ class QueryProcessor:
         if version is not None:
             version = str(version)
             if len(links) > 1:
-                return error_response(400, "Query processing error", f"Too many models linked to application {app.name}")
+                cause = f"Too many models linked to application {app.name}"
+                return error_response(400, "Query processing error", cause)
             if not links:
                 return None, None
             model = links[0]

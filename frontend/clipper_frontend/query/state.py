@@ -130,7 +130,8 @@ class ClusterView:
                         continue
                     if kind != "pmessage":
                         continue
-                    channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
+                    channel = message["channel"]
+                    channel = channel.decode() if isinstance(channel, bytes) else channel
                     prefix, _, key = channel.partition("__:")
                     db = int(prefix.rsplit("@", 1)[1])
                     await self._on_event(db, key)
