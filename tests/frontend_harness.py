@@ -86,14 +86,23 @@ class Frontend:
 
 
 @contextmanager
-def query_frontend(redis_port: int, tmp: Path, *extra: str) -> Iterator[Frontend]:
+def query_frontend(redis_port: int, tmp: Path, *extra: str, max_open_files: int | None = None) -> Iterator[Frontend]:
+    """A query frontend process with the options ``extra``; ``max_open_files`` lowers its RLIMIT_NOFILE."""
     port, rpc_port = free_ports(2)
     log = tmp / f"query-{port}.log"
+
+    def limit_files() -> None:
+        import resource
+
+        if max_open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_open_files, max_open_files))
+
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "clipper_frontend.query", "--port", str(port), "--rpc-port", str(rpc_port),
              "--redis-port", str(redis_port), *extra],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=limit_files if max_open_files is not None else None,
         )
     try:
         wait_for_port(port, timeout=20, proc=proc)
