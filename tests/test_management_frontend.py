@@ -667,3 +667,49 @@ def test_cli_retries_redis_until_it_answers(tmp_path: Path) -> None:
                 p.kill()
                 p.wait()
         err_log.close()
+
+
+# -- the clipper command ----------------------------------------------------------------------------
+
+
+def test_clipper_help_lists_the_frontend_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from clipper_core.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "query-frontend" in out and "management-frontend" in out
+
+
+def test_clipper_query_frontend_help_documents_the_limits(capsys: pytest.CaptureFixture[str]) -> None:
+    from clipper_core.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["query-frontend", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--rpc-port", "--redis_port", "--max-connections", "--header-timeout", "--body-timeout",
+                 "--max-body-bytes", "--max-pending-bytes", "--max-batch-items", "--write-buffer-high-water"):
+        assert flag in out, flag
+
+
+def test_clipper_management_frontend_serves_and_stops_on_sigterm(redis_server: tuple[str, int], tmp_path: Path) -> None:
+    port = free_port()
+    clipper = str(Path(sys.executable).parent / "clipper")
+    log = open(tmp_path / "clipper-mgmt.log", "wb")
+    proc = subprocess.Popen(
+        [clipper, "management-frontend", "--host", "127.0.0.1", "--port", str(port), "--redis_ip", "127.0.0.1",
+         "--redis-port", str(redis_server[1])],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        wait_for_port(port, timeout=20, proc=proc)
+        r = requests.get(f"http://127.0.0.1:{port}/admin/ping", timeout=TIMEOUT)
+        assert (r.status_code, r.text) == (200, "PONG")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -396,3 +396,52 @@ def _healthz_has(fe: Frontend, key: str) -> bool:
     """True once the frontend has a queue for model version ``key`` with at least one replica pulling from it."""
     models = requests.get(f"{fe.url}/healthz", timeout=5).json()["models"]
     return key in models and bool(models[key]["replicas"])
+
+
+def test_clipper_query_frontend_serves_and_stops_on_sigterm(redis_server: tuple[str, int], tmp_path: Path) -> None:
+    """``clipper query-frontend`` takes the options of ``python -m clipper_frontend.query`` and serves."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from clipper_core.ports import free_ports, wait_for_port
+
+    port, rpc_port = free_ports(2)
+    log = open(tmp_path / "clipper-query.log", "wb")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "clipper"), "query-frontend", "--port", str(port), "--rpc_service_port",
+         str(rpc_port), "--redis-port", str(redis_server[1]), "--max-batch-items", "5"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        wait_for_port(port, timeout=20, proc=proc)
+        r = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert r.status_code == 200 and r.json()["status"] == "ok"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_settings_come_from_the_same_options_as_the_command_line() -> None:
+    import dataclasses
+
+    from clipper_frontend.settings import QuerySettings
+
+    s = QuerySettings.parse(["--rpc_service_port", "7100", "--prediction_cache_size", "0", "--timeout_request", "9",
+                             "--max-pending-bytes", "1024"])
+    assert (s.rpc_port, s.cache_size, s.max_pending_bytes, s.port) == (7100, 0, 1024, 1337)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.port = 1  # type: ignore[misc]
+
+
+def test_version_comes_from_the_distribution() -> None:
+    from importlib.metadata import version
+
+    import clipper_frontend
+
+    assert clipper_frontend.__version__ == version("clipper-frontend")
