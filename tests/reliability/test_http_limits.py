@@ -45,7 +45,8 @@ def _start(redis_port: int, tmp: Path, *extra: str, **kw: int) -> Iterator[Front
 
 def _request(body: bytes, path: str = "/plain/predict", extra: str = "") -> bytes:
     return (
-        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
     ).encode() + body
 
 
@@ -57,7 +58,7 @@ def _read_all(sock: socket.socket, timeout: float) -> bytes:
     while time.monotonic() < deadline:
         try:
             chunk = sock.recv(65536)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             break
         except ConnectionResetError:
             break
@@ -309,7 +310,7 @@ def test_a_client_that_never_reads_its_pipelined_answers_is_not_read_from(redis_
                 try:
                     flood.sendall(chunk)
                     sent += 2000
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:
                     pass  # the frontend stopped reading us: what we want; keep trying until the time is up
                 t0 = time.monotonic()
                 assert _probe(fe.port, 1.0) == 200
