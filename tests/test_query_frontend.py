@@ -425,6 +425,7 @@ def test_clipper_query_frontend_serves_and_stops_on_sigterm(redis_server: tuple[
             proc.kill()
             proc.wait()
         log.close()
+    assert "query frontend (fast HTTP server) listening" in (tmp_path / "clipper-query.log").read_text()
 
 
 def test_settings_come_from_the_same_options_as_the_command_line() -> None:
