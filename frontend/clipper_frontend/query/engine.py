@@ -4,7 +4,12 @@ Replicas pull: whenever a task arrives or a replica has a free slot, :meth:`Mode
 from the earliest deadlines and sends it. Expired tasks are dropped before sending, and so are tasks a busy replica
 could not answer before their deadline. With ``batch_size == -1`` each replica adapts its batch limit (a doubling
 slow start, then AIMD: +1 while batches finish inside the latency budget, x0.9 on a miss); a fixed batch size is
-honoured exactly (never larger, never padded).
+honoured exactly (never larger, never padded). The limit follows the replica's service time (from when it could
+start a batch to its answer), not the time a batch waited at the replica behind the one before it.
+
+Tasks that were in flight on a replica whose connection dropped are suspects: one of them may have crashed it. Each
+is retried alone, on a replica with nothing else in flight, so a crashing query takes down one more replica at most
+and its batch mates still get answers; a suspect in flight on a second replica that drops gets a model error.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from operator import attrgetter
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +57,12 @@ class Replica:
     last_answered: int = 1
     #: moving average of the time from sending a batch to its answer (seconds; 0 until the first answer)
     latency: float = 0.0
+    #: perf_counter time of its last answer: a batch sent before then started computing then
+    answered_at: float = 0.0
+    #: batches it may have in flight: the engine's ``max_in_flight``, or 0 while it is kept for suspects
+    slots: int = DEFAULT_MAX_IN_FLIGHT
+    #: a suspect (see :class:`ModelQueue`) is in flight on it, alone
+    isolating: bool = False
     last_seen: float = 0.0
     status: dict[str, Any] = field(default_factory=dict)
     errors: int = 0
@@ -70,6 +82,10 @@ class ModelQueue:
         self.batch_size = batch_size
         self.cache_prefix = cache_prefix(name, version)
         self.heap: list[tuple[float, int, Task]] = []
+        #: tasks that were in flight on a replica that disconnected, each to be sent alone
+        self.suspects: list[tuple[float, int, Task]] = []
+        #: whether some replica is kept for suspects (slots 0)
+        self.held = False
         self.replicas: list[Replica] = []
         self.slo_seconds = 1.0
         self._dispatch_scheduled = False
@@ -87,6 +103,15 @@ class ModelQueue:
         if self.replicas and not self._dispatch_scheduled:
             # Dispatch once per event-loop pass, after every request read in this pass has been queued: the
             # queries that arrived together leave together, in one batch and one RPC send.
+            self._dispatch_scheduled = True
+            self.engine.loop.call_soon(self._scheduled_dispatch)
+
+    def requeue(self, task: Task) -> None:
+        """Put back a task that could not be sent (suspects stay suspects); the caller dispatches."""
+        heapq.heappush(self.suspects if task.crashed else self.heap, (task.deadline, next(self.engine.seq), task))
+
+    def schedule_dispatch(self) -> None:
+        if self.replicas and not self._dispatch_scheduled:
             self._dispatch_scheduled = True
             self.engine.loop.call_soon(self._scheduled_dispatch)
 
@@ -117,15 +142,16 @@ class ModelQueue:
         arrive after their client got the default. An idle replica takes the earliest unexpired task regardless,
         so a slow start can never starve a model of work or its latency estimate of fresh samples.
         """
+        if self.held or self.suspects:
+            self._dispatch_suspects(self.engine.loop.time())
         heap = self.heap
         if not heap:
             return
         now = self.engine.loop.time()
-        max_in_flight = self.engine.max_in_flight
         while heap:
             replica = None
             for r in self.replicas:
-                if r.in_flight < max_in_flight and (replica is None or r.in_flight < replica.in_flight):
+                if r.in_flight < r.slots and (replica is None or r.in_flight < replica.in_flight):
                     replica = r
             if replica is None:
                 return
@@ -145,9 +171,51 @@ class ModelQueue:
             if batch:
                 self.engine.send(replica, self, batch)
 
+    def _dispatch_suspects(self, now: float) -> None:
+        """Send each suspect alone to a replica with nothing else in flight, and send that replica nothing else
+        until it answers: if the suspect crashes it, no other query is lost with it, and it is known to be the cause.
+
+        With no replica idle, the least busy one is kept (gets no new batches) until it is. Once no suspects are
+        left, kept replicas are released.
+        """
+        suspects = self.suspects
+        kept = False
+        for r in list(self.replicas):
+            if r.in_flight:
+                kept = kept or not r.slots
+                continue
+            task = None
+            while suspects:
+                _, _, candidate = heapq.heappop(suspects)
+                if candidate.future.done():
+                    continue
+                if candidate.deadline <= now:
+                    self.engine.drop(candidate)
+                    continue
+                task = candidate
+                break
+            if task is None:
+                break
+            r.slots = 0
+            if self.engine.send(r, self, [task]):
+                r.isolating = kept = True
+        if suspects:
+            if not kept and self.replicas:
+                min(self.replicas, key=attrgetter("in_flight")).slots = 0
+            self.held = True
+            return
+        self.held = False
+        for r in self.replicas:
+            if not r.slots:
+                if r.isolating:
+                    self.held = True  # released when its answer comes
+                else:
+                    r.slots = self.engine.max_in_flight
+
     def describe(self) -> dict[str, Any]:
         return {
             "queued": len(self.heap),
+            "suspects": len(self.suspects),
             "batch_size": self.batch_size,
             "replicas": [
                 {
@@ -160,22 +228,26 @@ class ModelQueue:
             ],
         }
 
-    def on_batch_done(self, replica: Replica, size: int, latency: float) -> None:
+    def on_batch_done(self, replica: Replica, size: int, latency: float, service: float, full: bool) -> None:
+        """Record an answered batch; ``latency`` runs from its send, ``service`` from when the replica could start
+        it (its send, or the previous batch's answer if that came later), ``full`` says whether it held as many
+        tasks as the limit allowed when it was sent. AIMD follows the service time: the time a batch waited behind
+        the one before it says nothing about the size the replica can take."""
         self.m_batch.insert(size)
         self.m_latency.insert(latency * 1e6)
         self.m_throughput.count += size
         self.m_num.count += size
         if self.batch_size <= 0:
             budget = self.slo_seconds * BUDGET_FRACTION
-            if latency > budget:
+            if service > budget:
                 # Multiplicative decrease; growth is additive from now on.
                 replica.slow_start = False
                 replica.batch_limit = max(1.0, replica.batch_limit * 0.9)
-            elif size >= int(replica.batch_limit):
+            elif full:
                 # Additive increase, after a slow start (as in TCP) that doubles the limit while batches finish in
                 # under half the budget, so a replica meeting sudden load reaches a useful batch size in a few
                 # round trips instead of one step per batch.
-                if replica.slow_start and latency < budget / 2:
+                if replica.slow_start and service < budget / 2:
                     grown = replica.batch_limit * 2
                 else:
                     replica.slow_start = False
@@ -183,10 +255,11 @@ class ModelQueue:
                 replica.batch_limit = min(float(MAX_ADAPTIVE_BATCH), grown)
 
     def fail_all(self, exc_factory: Callable[[], Exception]) -> None:
-        for _, _, task in self.heap:
-            if not task.future.done():
-                task.future.set_result(exc_factory())
-        self.heap.clear()
+        for heap in (self.heap, self.suspects):
+            for _, _, task in heap:
+                if not task.future.done():
+                    task.future.set_result(exc_factory())
+            heap.clear()
 
 
 class Engine:
@@ -201,7 +274,8 @@ class Engine:
         self.cache = PredictionCache(cache_size)
         self.queues: dict[tuple[str, str], ModelQueue] = {}
         self.pending: dict[bytes, Pending] = {}
-        self.inflight: dict[int, tuple[Replica, ModelQueue, list[Task], float]] = {}
+        #: msg id -> (replica, queue, tasks, perf_counter at send, whether the batch was full when sent)
+        self.inflight: dict[int, tuple[Replica, ModelQueue, list[Task], float, bool]] = {}
         self.seq = itertools.count()
         self.msg_ids = itertools.count()
         self.sender: Callable[[Replica, int, list[bytes]], bool] | None = None
@@ -227,25 +301,41 @@ class Engine:
 
     def add_replica(self, replica: Replica) -> None:
         q = self.queue(replica.name, replica.version)
+        replica.slots = self.max_in_flight
         q.replicas.append(replica)
         q.dispatch()
 
-    def remove_replica(self, replica: Replica) -> None:
+    def remove_replica(self, replica: Replica, why: str = "") -> None:
         q = self.queues.get(replica.key)
         if q is not None and replica in q.replicas:
             q.replicas.remove(replica)
-        # In-flight work of a dead replica goes back to the queue if its deadline still allows.
+        # In-flight work of a dead replica is retried, each task alone (one of them may have crashed it), if its
+        # deadline still allows; a task that was already alone on a replica that dropped crashed two of them.
         now = self.loop.time()
-        gone = f"replica {replica.replica_id} of {replica.name}:{replica.version} disconnected"
+        model = f"{replica.name}:{replica.version}"
+        gone = f"replica {replica.replica_id} of {model} disconnected" + (f" ({why})" if why else "")
+        crashes = 0
         for msg_id in [m for m, entry in self.inflight.items() if entry[0] is replica]:
-            _, queue, tasks, _ = self.inflight.pop(msg_id)
+            _, queue, tasks, _, _ = self.inflight.pop(msg_id)
             for task in tasks:
                 if task.future.done():
                     continue
-                if task.deadline > now and queue.replicas:
-                    queue.push(task)
+                if task.crashed:
+                    crashes += 1
+                    queue.m_errors.count += 1
+                    task.future.set_result(ModelError(
+                        f"model {model} crashed on this query: {gone} while computing it alone, after another "
+                        "replica had disconnected with it in flight; the query is not retried"
+                    ))
+                elif task.deadline > now and queue.replicas:
+                    task.crashed = True
+                    queue.requeue(task)
                 else:
                     task.future.set_result(ModelError(gone))
+        if crashes:
+            logger.warning("%d queries crashed two replicas of %s each; answered with an error", crashes, model)
+        if q is not None and q.suspects:
+            q.schedule_dispatch()
         if q is not None and not q.replicas:
             # Nobody is left to pull: queued queries learn it now rather than at their deadline.
             q.fail_all(lambda: NoReplica(gone))
@@ -308,7 +398,7 @@ class Engine:
         self.m_dropped.count += 1
         task.future.set_result(TaskDropped("the deadline would pass before the model could answer"))
 
-    def send(self, replica: Replica, queue: ModelQueue, batch: list[Task]) -> None:
+    def send(self, replica: Replica, queue: ModelQueue, batch: list[Task]) -> bool:
         msg_id = next(self.msg_ids) & 0xFFFFFFFF
         # Durations use perf_counter: uvloop's loop.time() is cached per iteration at millisecond resolution.
         now = perf_counter()
@@ -320,20 +410,29 @@ class Engine:
             if replica in queue.replicas:
                 queue.replicas.remove(replica)
             for task in batch:
-                heapq.heappush(queue.heap, (task.deadline, next(self.seq), task))
-            return
+                queue.requeue(task)
+            return False
         replica.in_flight += 1
-        self.inflight[msg_id] = (replica, queue, batch, now)
+        # Whether the batch is full is judged against the limit it left under: with two batches in flight the limit
+        # may have grown by the time it is answered, and growth would skip every other batch.
+        self.inflight[msg_id] = (replica, queue, batch, now, len(batch) >= queue._limit(replica))
+        return True
 
     def on_response(self, msg_id: int, outputs: list[bytes]) -> None:
         entry = self.inflight.pop(msg_id, None)
         if entry is None:
             return  # a late answer for a batch already re-queued elsewhere
-        replica, queue, tasks, sent = entry
+        replica, queue, tasks, sent, full = entry
         replica.in_flight -= 1
         replica.last_answered = len(tasks)
-        latency = perf_counter() - sent
+        replica.isolating = False
+        now = perf_counter()
+        latency = now - sent
         replica.latency = latency if not replica.latency else 0.8 * replica.latency + 0.2 * latency
+        # A replica computes its batches one after another: this one started when it was sent or when the one
+        # before it was answered, whichever came later.
+        started = replica.answered_at if replica.answered_at > sent else sent
+        replica.answered_at = now
         if len(outputs) != len(tasks):
             err = ModelError(
                 f"model {replica.name}:{replica.version} returned {len(outputs)} outputs for {len(tasks)} inputs"
@@ -356,5 +455,5 @@ class Engine:
         n = len(tasks)
         self.m_agg_num.count += n
         self.m_agg_throughput.count += n
-        queue.on_batch_done(replica, n, latency)
+        queue.on_batch_done(replica, n, latency, now - started, full)
         queue.dispatch()

@@ -228,7 +228,7 @@ class RPCServer:
         if replica is None:
             return
         logger.info("replica %d of %s:%s removed: %s", replica.replica_id, replica.name, replica.version, why)
-        self.engine.remove_replica(replica)
+        self.engine.remove_replica(replica, why)
         if replica.replica_id >= 0:
             self._spawn(self.store.delete_container(replica.name, replica.version, replica.replica_id))
 

@@ -69,10 +69,14 @@ class Pending:
 
 
 class Task:
-    __slots__ = ("deadline", "payload", "future", "enqueued")
+    """One query for one model version. ``crashed`` is set once a replica disconnected with the task in flight:
+    from then on it is only ever sent alone, and a second such disconnect ends it with a :class:`ModelError`."""
+
+    __slots__ = ("deadline", "payload", "future", "enqueued", "crashed")
 
     def __init__(self, deadline: float, payload: bytes, future: Pending, enqueued: float) -> None:
         self.deadline = deadline
         self.payload = payload
         self.future = future
         self.enqueued = enqueued
+        self.crashed = False
