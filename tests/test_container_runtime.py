@@ -19,6 +19,7 @@ import zmq
 
 from clipper_core.container import ContainerConfig, ContainerRuntime, PredictionError, to_outputs
 from clipper_core.container.config import ConfigError
+from clipper_core.container.runtime import EXIT_PREDICT_TIMEOUT
 from clipper_core.rpc import frames as rpc
 
 # Functions defined in this module are pickled by value, so the replica does not need to import the tests.
@@ -215,13 +216,13 @@ def test_ndarray_result_is_accepted(spawn: Callable[..., Replica], frontend: Fak
     assert frontend.predict(ident, 0, DOUBLES, [f64(1.5, 0), f64(2, 0)]) == ["1.5", "2.0"]
 
 
-def test_predict_exception_becomes_error_outputs_and_replica_survives(
+def test_predict_exception_fails_only_the_inputs_it_is_raised_for_and_replica_survives(
     spawn: Callable[..., Replica], frontend: FakeFrontend
 ) -> None:
     replica = spawn(fails_on_negative)
     ident, _ = frontend.register()
-    out = frontend.predict(ident, 0, DOUBLES, [f64(1), f64(-1)])
-    assert out == [rpc.ERROR_PREFIX + "ValueError: boom"] * 2
+    out = frontend.predict(ident, 0, DOUBLES, [f64(1, 0), f64(-1, 0), f64(2, 3)])
+    assert out == ["1.0", rpc.ERROR_PREFIX + "ValueError: boom", "5.0"]
     assert frontend.predict(ident, 1, DOUBLES, [f64(1, 2), f64(3, 4)]) == ["3.0", "7.0"]
     assert replica.proc.poll() is None
     log = replica.stderr()
@@ -354,6 +355,24 @@ def test_slow_model_does_not_cause_reconnect(spawn: Callable[..., Replica], fron
     assert who == ident and msg is None  # the next heartbeat still comes over the same connection
 
 
+def sleeps_on_negative(xs: Any) -> list[str]:
+    if (np.asarray(xs) < 0).any():
+        time.sleep(600)
+    return ["ok"] * len(xs)
+
+
+def test_predict_past_its_time_limit_ends_the_process(spawn: Callable[..., Replica], frontend: FakeFrontend) -> None:
+    replica = spawn(sleeps_on_negative, env={"CLIPPER_PREDICT_TIMEOUT_S": "0.5"})
+    ident, _ = frontend.register()
+    assert frontend.predict(ident, 0, DOUBLES, [f64(1)]) == ["ok"]
+    assert replica.ready_file.exists()
+    frontend.send(ident, rpc.predict_request(1, DOUBLES, [f64(1), f64(-1)]))
+    assert replica.proc.wait(timeout=STEP_S) == EXIT_PREDICT_TIMEOUT
+    log = replica.stderr()
+    assert "predict did not return within 0.5 s (a batch of 2 inputs" in log and "CLIPPER_PREDICT_TIMEOUT_S" in log
+    assert not replica.ready_file.exists()
+
+
 def test_sigterm_exits_cleanly(spawn: Callable[..., Replica], frontend: FakeFrontend) -> None:
     replica = spawn(shape_and_sum)
     frontend.register()
@@ -418,6 +437,55 @@ def test_handle_batch_rejects_other_input_type_and_empty_batch() -> None:
     assert rt.handle_batch(DOUBLES, [f64(1)]) == ["1"]
 
 
+class CountingModel:
+    """Raises for inputs whose first value is negative (for every input when ``always``); counts its calls."""
+
+    def __init__(self, always: bool = False) -> None:
+        self.always = always
+        self.calls = 0
+
+    def __call__(self, xs: Any) -> list[str]:
+        self.calls += 1
+        if self.always or (np.asarray(xs)[:, 0] < 0).any():
+            raise ValueError("bad input")
+        return [str(float(x[0])) for x in xs]
+
+
+def test_isolation_bisects_a_failing_batch() -> None:
+    model = CountingModel()
+    rt = ContainerRuntime(model, model_name="m", model_version="1", input_type="doubles")
+    batch = [f64(-float(i) if i == 11 else float(i)) for i in range(16)]
+    out = rt.handle_batch(DOUBLES, batch)
+    assert out == [rpc.ERROR_PREFIX + "ValueError: bad input" if i == 11 else str(float(i)) for i in range(16)]
+    assert model.calls == 1 + 2 * 4  # the whole batch, then both halves at each of log2(16) levels
+
+
+def test_isolation_of_a_model_that_fails_everything_stays_cheap() -> None:
+    model = CountingModel(always=True)
+    rt = ContainerRuntime(model, model_name="m", model_version="1", input_type="doubles")
+    batch = [f64(float(i)) for i in range(16)]
+    error = rpc.ERROR_PREFIX + "ValueError: bad input"
+    assert rt.handle_batch(DOUBLES, batch) == [error] * 16
+    assert model.calls == 2 * 16 - 1  # the first time, every input is tried on its own
+    for _ in range(3):
+        model.calls = 0
+        assert rt.handle_batch(DOUBLES, batch) == [error] * 16
+        assert model.calls == 3  # after that: the batch and its two halves
+    model.always, model.calls = False, 0
+    batch[5] = f64(-5.0)
+    out = rt.handle_batch(DOUBLES, batch)  # a half succeeds again: full isolation
+    assert out == [error if i == 5 else str(float(i)) for i in range(16)]
+    assert model.calls == 9
+
+
+def test_a_wrong_number_of_outputs_is_not_isolated() -> None:
+    calls = []
+    rt = ContainerRuntime(lambda xs: calls.append(len(xs)) or ["x"], model_name="m", model_version="1")
+    out = rt.handle_batch(DOUBLES, [f64(1), f64(2)])
+    assert out == [rpc.ERROR_PREFIX + "PredictionError: Expected model to return 2 outputs, found 1 outputs"] * 2
+    assert calls == [2]
+
+
 def test_config_from_env() -> None:
     cfg = ContainerConfig.from_env({"CLIPPER_MODEL_NAME": "a", "CLIPPER_MODEL_VERSION": "2"})
     assert (cfg.ip, cfg.port, cfg.input_type, cfg.model_path, cfg.ready_file) == (
@@ -427,10 +495,13 @@ def test_config_from_env() -> None:
         "/model",
         "/model_is_ready.check",
     )
-    assert (cfg.heartbeat_interval_s, cfg.activity_timeout_s) == (5.0, 30.0)
+    assert (cfg.heartbeat_interval_s, cfg.activity_timeout_s, cfg.predict_timeout_s) == (5.0, 30.0, 60.0)
     env = {"CLIPPER_MODEL_NAME": "a", "CLIPPER_MODEL_VERSION": "2", "CLIPPER_READY_FILE": ""}
     assert ContainerConfig.from_env(env).ready_file is None
     with pytest.raises(ConfigError, match="CLIPPER_PORT"):
         ContainerConfig.from_env({**env, "CLIPPER_PORT": "x"})
     with pytest.raises(ConfigError, match="CLIPPER_ACTIVITY_TIMEOUT_S"):
         ContainerConfig.from_env({**env, "CLIPPER_ACTIVITY_TIMEOUT_S": "0"})
+    assert ContainerConfig.from_env({**env, "CLIPPER_PREDICT_TIMEOUT_S": "2.5"}).predict_timeout_s == 2.5
+    with pytest.raises(ConfigError, match="CLIPPER_PREDICT_TIMEOUT_S"):
+        ContainerConfig.from_env({**env, "CLIPPER_PREDICT_TIMEOUT_S": "soon"})

@@ -18,6 +18,10 @@ DEFAULT_READY_FILE = "/model_is_ready.check"
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
 #: The original's SOCKET_ACTIVITY_TIMEOUT_MILLIS: after this much silence the socket is replaced.
 DEFAULT_ACTIVITY_TIMEOUT_S = 30.0
+#: A predict call running longer than this ends the process, so that it is restarted. Twice the frontend's default
+#: silence limit (30 s, after which it stops sending to a replica that does not answer), so a model that is slow but
+#: was served before is never cut off.
+DEFAULT_PREDICT_TIMEOUT_S = 60.0
 
 
 class ConfigError(ValueError):
@@ -53,6 +57,7 @@ class ContainerConfig:
     ready_file: str | None = DEFAULT_READY_FILE
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
     activity_timeout_s: float = DEFAULT_ACTIVITY_TIMEOUT_S
+    predict_timeout_s: float = DEFAULT_PREDICT_TIMEOUT_S
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ContainerConfig:
@@ -85,4 +90,5 @@ class ContainerConfig:
             ready_file=ready or None,
             heartbeat_interval_s=_positive_float(env, "CLIPPER_HEARTBEAT_INTERVAL_S", DEFAULT_HEARTBEAT_INTERVAL_S),
             activity_timeout_s=_positive_float(env, "CLIPPER_ACTIVITY_TIMEOUT_S", DEFAULT_ACTIVITY_TIMEOUT_S),
+            predict_timeout_s=_positive_float(env, "CLIPPER_PREDICT_TIMEOUT_S", DEFAULT_PREDICT_TIMEOUT_S),
         )

@@ -10,6 +10,11 @@ Differences from the original, on purpose:
 * a predict exception or a result that is not one output per input becomes one ``ERROR_PREFIX`` output per input
   instead of killing the process (issue #541), and a model that failed to load keeps the replica connected and
   answering errors, so the failure is visible to clients and to the frontend (status frame);
+* when predict raises for a batch, the batch is bisected to find the inputs it raises for: only those get errors
+  (see :meth:`ContainerRuntime.isolate`);
+* a predict call that runs longer than ``predict_timeout_s`` ends the process with status
+  :data:`EXIT_PREDICT_TIMEOUT` and a log line saying so, so that the supervisor or Docker's restart policy starts
+  a fresh replica instead of leaving a hung one connected;
 * ``ZMQ_IMMEDIATE`` is set, so nothing is queued on a connection that is not up: heartbeats do not pile up while
   the frontend is down (each would trigger a duplicate registration), and a response for a frontend that went
   away is dropped instead of being delivered to its successor.
@@ -31,6 +36,7 @@ import zmq
 from clipper_core.container.config import (
     DEFAULT_ACTIVITY_TIMEOUT_S,
     DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_PREDICT_TIMEOUT_S,
     ContainerConfig,
 )
 from clipper_core.errors import InputDecodeError
@@ -46,6 +52,8 @@ PredictFunction = Callable[[Any], Any]
 MAX_ERROR_CHARS = 1000
 #: After the first predict traceback, at most one more is logged per this many seconds.
 ERROR_LOG_INTERVAL_S = 10.0
+#: Exit status of a replica whose predict call ran past its time limit (non-zero: Docker's ``on-failure`` restarts it).
+EXIT_PREDICT_TIMEOUT = 3
 
 
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -136,6 +144,7 @@ class ContainerRuntime:
         ready_file: str | None = None,
         heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
         activity_timeout_s: float = DEFAULT_ACTIVITY_TIMEOUT_S,
+        predict_timeout_s: float = DEFAULT_PREDICT_TIMEOUT_S,
     ) -> None:
         if predict is None and load_error is None:
             load_error = "no predict function"
@@ -149,6 +158,12 @@ class ContainerRuntime:
         self.ready_file = ready_file
         self.heartbeat_interval_s = float(heartbeat_interval_s)
         self.activity_timeout_s = float(activity_timeout_s)
+        self.predict_timeout_s = float(predict_timeout_s)
+        #: time.monotonic() when the running predict call started, 0.0 between calls (read by the watchdog thread)
+        self._busy_since = 0.0
+        self._busy_inputs = 0
+        #: the last isolation found no input the model answers: the next one only tries one split
+        self._failing_all = False
         self._stopping = threading.Event()
         self._last_error_log = -float("inf")
         self._suppressed_errors = 0
@@ -170,6 +185,7 @@ class ContainerRuntime:
             ready_file=config.ready_file,
             heartbeat_interval_s=config.heartbeat_interval_s,
             activity_timeout_s=config.activity_timeout_s,
+            predict_timeout_s=config.predict_timeout_s,
         )
 
     @property
@@ -198,11 +214,64 @@ class ContainerRuntime:
             logger.error("Rejecting a batch: %s", msg)
             return [rpc.ERROR_PREFIX + f"PredictionError: {msg}"] * n
         try:
-            batch = self.input_type.decode_batch(payloads)
-            return to_outputs(self.predict(batch), n)
-        except Exception as exc:  # noqa: BLE001 - a model error must never end the replica
+            outputs = self._call(payloads)
+        except PredictionError as exc:  # not one output per input: no single input is to blame
             self._log_predict_error(exc, n)
             return [rpc.ERROR_PREFIX + describe_exception(exc)] * n
+        except Exception as exc:  # noqa: BLE001 - a model error must never end the replica
+            self._log_predict_error(exc, n)
+            if n == 1:
+                return [rpc.ERROR_PREFIX + describe_exception(exc)]
+            return self.isolate(payloads, exc)
+        if self._failing_all:
+            self._failing_all = False
+        return outputs
+
+    def _call(self, payloads: Sequence[bytes]) -> list[str]:
+        """Decode, predict and check one batch, under the watchdog's time limit."""
+        self._busy_inputs = len(payloads)
+        self._busy_since = time.monotonic()
+        try:
+            return to_outputs(self.predict(self.input_type.decode_batch(payloads)), len(payloads))  # type: ignore[misc]
+        finally:
+            self._busy_since = 0.0
+
+    def isolate(self, payloads: Sequence[bytes], exc: Exception) -> list[str]:
+        """Outputs for a batch predict raised ``exc`` for: bisect it so that only the inputs it raises for get errors.
+
+        Every failing part of more than one input is split in two and both halves are re-run, so ``k`` failing
+        inputs among ``n`` cost about ``2k log2(n/k)`` more calls. A model that fails whatever it gets must not cost
+        ``2n - 1`` calls per batch for ever: once an isolation found no input that succeeds, the next one tries a
+        single split, and if both halves fail too, every input gets its half's error (3 calls per batch) until a
+        call succeeds again.
+        """
+        n = len(payloads)
+        outputs = [""] * n
+        answered = 0
+        failing: list[tuple[int, int, Exception]] = [(0, n, exc)]
+        first = True
+        while failing:
+            if not first and self._failing_all and not answered:
+                for lo, hi, err in failing:
+                    outputs[lo:hi] = [rpc.ERROR_PREFIX + describe_exception(err)] * (hi - lo)
+                break
+            first = False
+            lo, hi, err = failing.pop()
+            if hi - lo == 1:
+                outputs[lo] = rpc.ERROR_PREFIX + describe_exception(err)
+                continue
+            mid = (lo + hi) // 2
+            for a, b in ((mid, hi), (lo, mid)):
+                try:
+                    outputs[a:b] = self._call(payloads[a:b])
+                    answered += b - a
+                except PredictionError as part_exc:
+                    outputs[a:b] = [rpc.ERROR_PREFIX + describe_exception(part_exc)] * (b - a)
+                except Exception as part_exc:  # noqa: BLE001
+                    failing.append((a, b, part_exc))
+        self._failing_all = not answered
+        logger.debug("Isolated a failing batch: %d of %d inputs answered", answered, n)
+        return outputs
 
     def _log_predict_error(self, exc: BaseException, n: int) -> None:
         now = time.monotonic()
@@ -235,6 +304,8 @@ class ContainerRuntime:
         context = zmq.Context()
         sock: zmq.Socket | None = None
         previous: dict[int, Any] = {}
+        done = threading.Event()
+        threading.Thread(target=self._watch, args=(done,), name="predict-watchdog", daemon=True).start()
         try:
             if handle_signals:
                 previous = self._install_signal_handlers()
@@ -249,6 +320,7 @@ class ContainerRuntime:
         except _Stop:
             pass
         finally:
+            done.set()
             if sock is not None:
                 sock.close(linger=0)
             context.term()
@@ -256,6 +328,23 @@ class ContainerRuntime:
             for sig, old in previous.items():
                 signal.signal(sig, old)
             logger.info("Replica of %s:%s stopped", self.model_name, self.model_version)
+
+    def _watch(self, done: threading.Event) -> None:
+        """End the process when a predict call runs past ``predict_timeout_s``: a hung model cannot be interrupted
+        from inside, and a fresh process started by the supervisor (or Docker) serves again."""
+        limit = self.predict_timeout_s
+        while not done.wait(min(1.0, limit / 10)):
+            started = self._busy_since
+            if started and time.monotonic() - started > limit:
+                logger.critical(
+                    "predict did not return within %g s (a batch of %d inputs, running for %.1f s); exiting with "
+                    "status %d so that the replica is restarted (CLIPPER_PREDICT_TIMEOUT_S sets the limit)",
+                    limit, self._busy_inputs, time.monotonic() - started, EXIT_PREDICT_TIMEOUT,
+                )
+                self._remove_ready_file()
+                for handler in logging.getLogger().handlers:
+                    handler.flush()
+                os._exit(EXIT_PREDICT_TIMEOUT)
 
     def _log_start(self) -> None:
         logger.info(
