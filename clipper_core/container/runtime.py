@@ -27,29 +27,43 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import zmq
 
+from clipper_core.container._predict import (
+    MAX_ERROR_CHARS,
+    PredictFunction,
+    PredictionError,
+    bisect_failures,
+    describe_exception,
+    predict_method,
+    resolve_input_type,
+    to_outputs,
+)
 from clipper_core.container.config import (
     DEFAULT_ACTIVITY_TIMEOUT_S,
     DEFAULT_HEARTBEAT_INTERVAL_S,
     DEFAULT_PREDICT_TIMEOUT_S,
     ContainerConfig,
 )
-from clipper_core.errors import InputDecodeError
-from clipper_core.input_types import InputType, builtin_input_types
-from clipper_core.registry import PluginHost
+from clipper_core.input_types import InputType
 from clipper_core.rpc import frames as rpc
 
 logger = logging.getLogger(__name__)
 
-PredictFunction = Callable[[Any], Any]
+__all__ = [
+    "EXIT_PREDICT_TIMEOUT",
+    "MAX_ERROR_CHARS",
+    "ContainerRuntime",
+    "PredictionError",
+    "describe_exception",
+    "predict_method",
+    "resolve_input_type",
+    "to_outputs",
+]
 
-#: Longest error explanation sent to clients (the full traceback goes to the log).
-MAX_ERROR_CHARS = 1000
 #: After the first predict traceback, at most one more is logged per this many seconds.
 ERROR_LOG_INTERVAL_S = 10.0
 #: Exit status of a replica whose predict call ran past its time limit (non-zero: Docker's ``on-failure`` restarts it).
@@ -60,67 +74,8 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _NOBLOCK_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 
 
-class PredictionError(Exception):
-    """The predict function did not return one output per input (the original's exception name)."""
-
-
 class _Stop(BaseException):
     """Raised from the SIGTERM/SIGINT handler to unwind the loop wherever it is blocked."""
-
-
-def describe_exception(exc: BaseException) -> str:
-    """``"ValueError: boom"``, cut to :data:`MAX_ERROR_CHARS`."""
-    text = str(exc)
-    desc = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return desc if len(desc) <= MAX_ERROR_CHARS else desc[: MAX_ERROR_CHARS - 3] + "..."
-
-
-def to_outputs(result: Any, n: int) -> list[str]:
-    """Check a predict result (a list, tuple or 1-D+ ndarray of ``n`` items) and convert every item with ``str``."""
-    if not isinstance(result, (list, tuple, np.ndarray)) or (isinstance(result, np.ndarray) and result.ndim == 0):
-        raise PredictionError(f"Model did not return a list (returned {type(result).__name__})")
-    if len(result) != n:
-        raise PredictionError(f"Expected model to return {n} outputs, found {len(result)} outputs")
-    return [o if type(o) is str else str(o) for o in result]
-
-
-def predict_method(model: Any, input_type: InputType) -> PredictFunction:
-    """The model's ``predict_<type>`` method (``predict_ints`` for integers, ...), else its ``predict``."""
-    for name in (input_type.name, *input_type.aliases):
-        method = getattr(model, f"predict_{name}", None)
-        if callable(method):
-            return method
-    method = getattr(model, "predict", None)
-    if callable(method):
-        return method
-    if callable(model):
-        return model
-    raise TypeError(f"{type(model).__name__} has no predict_{input_type.name} or predict method")
-
-
-_BUILTINS = builtin_input_types()
-
-
-def resolve_input_type(input_type: InputType | str, host: PluginHost | None = None) -> InputType:
-    """An :class:`InputType` from a name or alias (case-insensitive, like the original container).
-
-    The five built-in types resolve without loading the plugin manager (a replica should not depend on every
-    installed plugin importing cleanly); other names are looked up in ``host`` (a new
-    :class:`~clipper_core.registry.PluginHost` when none is given).
-
-    :raises InputDecodeError: (a ``ValueError``) unknown name.
-    """
-    if isinstance(input_type, InputType):
-        return input_type
-    name = str(input_type).strip()
-    if name.lower() in _BUILTINS:
-        return _BUILTINS.parse(name, case_sensitive=False)
-    try:
-        registry = (host or PluginHost()).input_types()
-    except Exception as exc:  # noqa: BLE001 - any broken plugin
-        msg = f"input_type {name!r} is not a built-in type and the plugin input types failed to load: {exc}"
-        raise InputDecodeError(msg) from exc
-    return registry.parse(name, case_sensitive=False)
 
 
 class ContainerRuntime:
@@ -237,40 +192,12 @@ class ContainerRuntime:
             self._busy_since = 0.0
 
     def isolate(self, payloads: Sequence[bytes], exc: Exception) -> list[str]:
-        """Outputs for a batch predict raised ``exc`` for: bisect it so that only the inputs it raises for get errors.
-
-        Every failing part of more than one input is split in two and both halves are re-run, so ``k`` failing
-        inputs among ``n`` cost about ``2k log2(n/k)`` more calls. A model that fails whatever it gets must not cost
-        ``2n - 1`` calls per batch for ever: once an isolation found no input that succeeds, the next one tries a
-        single split, and if both halves fail too, every input gets its half's error (3 calls per batch) until a
-        call succeeds again.
-        """
-        n = len(payloads)
-        outputs = [""] * n
-        answered = 0
-        failing: list[tuple[int, int, Exception]] = [(0, n, exc)]
-        first = True
-        while failing:
-            if not first and self._failing_all and not answered:
-                for lo, hi, err in failing:
-                    outputs[lo:hi] = [rpc.ERROR_PREFIX + describe_exception(err)] * (hi - lo)
-                break
-            first = False
-            lo, hi, err = failing.pop()
-            if hi - lo == 1:
-                outputs[lo] = rpc.ERROR_PREFIX + describe_exception(err)
-                continue
-            mid = (lo + hi) // 2
-            for a, b in ((mid, hi), (lo, mid)):
-                try:
-                    outputs[a:b] = self._call(payloads[a:b])
-                    answered += b - a
-                except PredictionError as part_exc:
-                    outputs[a:b] = [rpc.ERROR_PREFIX + describe_exception(part_exc)] * (b - a)
-                except Exception as part_exc:  # noqa: BLE001
-                    failing.append((a, b, part_exc))
+        """Outputs for a batch predict raised ``exc`` for, only the inputs it raises for getting errors (see
+        :func:`~clipper_core.container._predict.bisect_failures`). Once an isolation found no input that succeeds,
+        the next one tries a single split, until a call succeeds again."""
+        outputs, answered = bisect_failures(self._call, payloads, exc, probe_only=self._failing_all)
         self._failing_all = not answered
-        logger.debug("Isolated a failing batch: %d of %d inputs answered", answered, n)
+        logger.debug("Isolated a failing batch: %d of %d inputs answered", answered, len(payloads))
         return outputs
 
     def _log_predict_error(self, exc: BaseException, n: int) -> None:
