@@ -55,7 +55,8 @@ class FakeFrontend:
     def recv(self, timeout: float = STEP_S) -> tuple[bytes, Any]:
         """Next message as (identity, parsed); parsed is None for a heartbeat."""
         if not self.sock.poll(int(timeout * 1000)):
-            raise TimeoutError(f"no message from the replica within {timeout} s")
+            msg = f"no message from the replica within {timeout} s"
+            raise TimeoutError(msg)
         identity, *frames = self.sock.recv_multipart()
         return identity, rpc.parse_container_message(frames)
 
@@ -68,7 +69,8 @@ class FakeFrontend:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError("the expected message did not arrive")
+                msg = "the expected message did not arrive"
+                raise TimeoutError(msg)
             identity, msg = self.recv(left)
             if want(identity, msg):
                 return identity, msg
@@ -164,7 +166,8 @@ def upper(xs: Any) -> list[str]:
 
 def fails_on_negative(xs: Any) -> list[float]:
     if (np.asarray(xs) < 0).any():
-        raise ValueError("boom")
+        msg = "boom"
+        raise ValueError(msg)
     return [float(x.sum()) for x in xs]
 
 
@@ -447,7 +450,8 @@ class CountingModel:
     def __call__(self, xs: Any) -> list[str]:
         self.calls += 1
         if self.always or (np.asarray(xs)[:, 0] < 0).any():
-            raise ValueError("bad input")
+            msg = "bad input"
+            raise ValueError(msg)
         return [str(float(x[0])) for x in xs]
 
 

@@ -4,7 +4,7 @@ predict method, input type names, and the bisection that finds the inputs a batc
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -33,9 +33,11 @@ def describe_exception(exc: BaseException) -> str:
 def to_outputs(result: Any, n: int) -> list[str]:
     """Check a predict result (a list, tuple or 1-D+ ndarray of ``n`` items) and convert every item with ``str``."""
     if not isinstance(result, (list, tuple, np.ndarray)) or (isinstance(result, np.ndarray) and result.ndim == 0):
-        raise PredictionError(f"Model did not return a list (returned {type(result).__name__})")
+        msg = f"Model did not return a list (returned {type(result).__name__})"
+        raise PredictionError(msg)
     if len(result) != n:
-        raise PredictionError(f"Expected model to return {n} outputs, found {len(result)} outputs")
+        msg = f"Expected model to return {n} outputs, found {len(result)} outputs"
+        raise PredictionError(msg)
     return [o if type(o) is str else str(o) for o in result]
 
 
@@ -44,13 +46,14 @@ def predict_method(model: Any, input_type: InputType) -> PredictFunction:
     for name in (input_type.name, *input_type.aliases):
         method = getattr(model, f"predict_{name}", None)
         if callable(method):
-            return method
+            return cast(PredictFunction, method)
     method = getattr(model, "predict", None)
     if callable(method):
-        return method
+        return cast(PredictFunction, method)
     if callable(model):
-        return model
-    raise TypeError(f"{type(model).__name__} has no predict_{input_type.name} or predict method")
+        return cast(PredictFunction, model)
+    msg = f"{type(model).__name__} has no predict_{input_type.name} or predict method"
+    raise TypeError(msg)
 
 
 _BUILTINS = builtin_input_types()

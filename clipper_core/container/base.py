@@ -32,22 +32,28 @@ class ModelContainerBase:
     """
 
     def predict_ints(self, inputs: Any) -> list[str]:
-        raise NotImplementedError(f"{type(self).__name__} does not implement predict_ints")
+        msg = f"{type(self).__name__} does not implement predict_ints"
+        raise NotImplementedError(msg)
 
     def predict_floats(self, inputs: Any) -> list[str]:
-        raise NotImplementedError(f"{type(self).__name__} does not implement predict_floats")
+        msg = f"{type(self).__name__} does not implement predict_floats"
+        raise NotImplementedError(msg)
 
     def predict_doubles(self, inputs: Any) -> list[str]:
-        raise NotImplementedError(f"{type(self).__name__} does not implement predict_doubles")
+        msg = f"{type(self).__name__} does not implement predict_doubles"
+        raise NotImplementedError(msg)
 
     def predict_bytes(self, inputs: Any) -> list[str]:
-        raise NotImplementedError(f"{type(self).__name__} does not implement predict_bytes")
+        msg = f"{type(self).__name__} does not implement predict_bytes"
+        raise NotImplementedError(msg)
 
     def predict_strings(self, inputs: Any) -> list[str]:
-        raise NotImplementedError(f"{type(self).__name__} does not implement predict_strings")
+        msg = f"{type(self).__name__} does not implement predict_strings"
+        raise NotImplementedError(msg)
 
     def predict(self, inputs: Any) -> list[str]:
-        raise NotImplementedError(f"{type(self).__name__} does not implement predict")
+        msg = f"{type(self).__name__} does not implement predict"
+        raise NotImplementedError(msg)
 
 
 class RPCService:
@@ -85,7 +91,8 @@ class RPCService:
         config = self.config
         if config is None:
             if model_name is None or model_version is None:
-                raise ValueError("RPCService(read_config=False).start() needs model_name and model_version")
+                msg = "RPCService(read_config=False).start() needs model_name and model_version"
+                raise ValueError(msg)
             config = ContainerConfig(model_name=model_name, model_version=str(model_version), ready_file=None)
         overrides = {"ip": host, "port": port, "model_name": model_name, "input_type": input_type}
         for key, value in overrides.items():

@@ -32,7 +32,8 @@ def load_closure(model_path: str | os.PathLike[str]) -> Any:
     with open(os.path.join(path, FUNC_FILE), "rb") as f:
         func = cloudpickle.load(f)
     if not callable(func):
-        raise TypeError(f"{FUNC_FILE} does not hold a callable (found {type(func).__name__})")
+        msg = f"{FUNC_FILE} does not hold a callable (found {type(func).__name__})"
+        raise TypeError(msg)
     return func
 
 

@@ -35,9 +35,11 @@ def _positive_float(env: Mapping[str, str], key: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{key} must be a number of seconds, got {raw!r}") from None
+        msg = f"{key} must be a number of seconds, got {raw!r}"
+        raise ConfigError(msg) from None
     if not value > 0:
-        raise ConfigError(f"{key} must be positive, got {raw!r}")
+        msg = f"{key} must be positive, got {raw!r}"
+        raise ConfigError(msg)
     return value
 
 
@@ -70,15 +72,18 @@ class ContainerConfig:
         for key in ("CLIPPER_MODEL_NAME", "CLIPPER_MODEL_VERSION"):
             value = env.get(key)
             if value is None or value == "":
-                raise ConfigError(f"{key} environment variable must be set")
+                msg = f"{key} environment variable must be set"
+                raise ConfigError(msg)
             required[key] = value
         raw_port = env.get("CLIPPER_PORT") or str(DEFAULT_PORT)
         try:
             port = int(raw_port)
         except ValueError:
-            raise ConfigError(f"CLIPPER_PORT must be an integer, got {raw_port!r}") from None
+            msg = f"CLIPPER_PORT must be an integer, got {raw_port!r}"
+            raise ConfigError(msg) from None
         if not 0 < port < 65536:
-            raise ConfigError(f"CLIPPER_PORT must be between 1 and 65535, got {port}")
+            msg = f"CLIPPER_PORT must be between 1 and 65535, got {port}"
+            raise ConfigError(msg)
         ready = env.get("CLIPPER_READY_FILE", DEFAULT_READY_FILE)
         return cls(
             model_name=required["CLIPPER_MODEL_NAME"],

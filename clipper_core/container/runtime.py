@@ -229,7 +229,7 @@ class ContainerRuntime:
     def run(self, handle_signals: bool = False) -> None:
         """Serve until :meth:`stop`, or SIGTERM/SIGINT when ``handle_signals`` (main thread only)."""
         context = zmq.Context()
-        sock: zmq.Socket | None = None
+        sock: zmq.Socket[bytes] | None = None
         previous: dict[int, Any] = {}
         done = threading.Event()
         threading.Thread(target=self._watch, args=(done,), name="predict-watchdog", daemon=True).start()
@@ -283,7 +283,7 @@ class ContainerRuntime:
             "" if self.load_error is None else f"; model failed to load: {self.load_error}",
         )
 
-    def _connect(self, context: zmq.Context) -> zmq.Socket:
+    def _connect(self, context: zmq.Context[zmq.Socket[bytes]]) -> zmq.Socket[bytes]:
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)
@@ -295,7 +295,7 @@ class ContainerRuntime:
         sock.connect(self.address)
         return sock
 
-    def _session(self, sock: zmq.Socket) -> None:
+    def _session(self, sock: zmq.Socket[bytes]) -> None:
         """Serve one socket until the activity timeout (then the caller reconnects) or a stop request."""
         last_activity = time.monotonic()
         need_heartbeat = True
@@ -328,7 +328,7 @@ class ContainerRuntime:
             # Measured from the end of the handling, so a model slower than the timeout does not cause a reconnect.
             last_activity = time.monotonic()
 
-    def _dispatch(self, sock: zmq.Socket, frames: list[bytes]) -> None:
+    def _dispatch(self, sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
         try:
             msg = rpc.parse_frontend_message(frames)
         except rpc.ProtocolError as exc:
@@ -348,7 +348,7 @@ class ContainerRuntime:
             logger.info("Sent container metadata for %s:%s", self.model_name, self.model_version)
 
     @staticmethod
-    def _send(sock: zmq.Socket, frames: list[bytes], what: str) -> None:
+    def _send(sock: zmq.Socket[bytes], frames: list[bytes], what: str) -> None:
         """Send without blocking. Plain-int flags: pyzmq's ``send_multipart`` ORs enum flags once per frame,
         which costs more than the send itself for a small response. ZeroMQ delivers a multipart message
         atomically, so only the first part can fail with EAGAIN."""

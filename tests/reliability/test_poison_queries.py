@@ -36,7 +36,8 @@ def exits_on_negative(xs: Any) -> list[str]:
 def raises_on_negative(xs: Any) -> list[str]:
     for x in xs:
         if x[0] < 0:
-            raise ValueError("negative input")
+            msg = "negative input"
+            raise ValueError(msg)
     return [repr(float(np.sum(x))) for x in xs]
 
 
