@@ -81,9 +81,11 @@ class _Stop(BaseException):
 class ContainerRuntime:
     """One replica's RPC loop.
 
-    :param predict: called once per batch with ``input_type.decode_batch(payloads)``; ``None`` when the model
-        failed to load (then ``load_error`` must say why).
+    :param predict: called once per batch with ``input_type.decode_batch(payloads)`` (once per part while a failing
+        batch is bisected); ``None`` when the model failed to load (then ``load_error`` must say why).
     :param ready_file: written with ``READY`` before serving (not when the model failed to load), removed on exit.
+    :param predict_timeout_s: while :meth:`run` serves, a predict call running longer ends the whole process
+        (status :data:`EXIT_PREDICT_TIMEOUT`), also when the runtime runs in a thread of a larger program.
     """
 
     def __init__(
@@ -192,9 +194,9 @@ class ContainerRuntime:
             self._busy_since = 0.0
 
     def isolate(self, payloads: Sequence[bytes], exc: Exception) -> list[str]:
-        """Outputs for a batch predict raised ``exc`` for, only the inputs it raises for getting errors (see
-        :func:`~clipper_core.container._predict.bisect_failures`). Once an isolation found no input that succeeds,
-        the next one tries a single split, until a call succeeds again."""
+        """Outputs for a batch that predict raised ``exc`` for, with errors only for the inputs it raises for on
+        their own (see :func:`~clipper_core.container._predict.bisect_failures`). Once an isolation found no input
+        that succeeds, the next one tries a single split, until a call succeeds again."""
         outputs, answered = bisect_failures(self._call, payloads, exc, probe_only=self._failing_all)
         self._failing_all = not answered
         logger.debug("Isolated a failing batch: %d of %d inputs answered", answered, len(payloads))
