@@ -139,7 +139,9 @@ class Engine:
 
     # -- the request path -----------------------------------------------------------------------
 
-    def submit(self, name: str, version: str, payload: bytes, deadline: float, slo_seconds: float) -> Pending | str | None:
+    def submit(
+        self, name: str, version: str, payload: bytes, deadline: float, slo_seconds: float
+    ) -> Pending | str | None:
         """Start one query. Returns the cached output, a :class:`Pending` output, or None if no replica is connected."""
         cache = self.cache
         q = self.queues.get((name, version))
@@ -224,7 +226,7 @@ class Engine:
                     task.future.set_result(err)
         else:
             prefix = _ERROR_PREFIX
-            for task, out in zip(tasks, outputs):
+            for task, out in zip(tasks, outputs, strict=True):  # lengths checked above
                 if task.future.done():
                     continue
                 if out.startswith(prefix):
