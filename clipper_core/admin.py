@@ -33,7 +33,14 @@ from clipper_core.container_manager import (
     clipper_registry,
     validate_model_name,
 )
-from clipper_core.errors import ClipperException, InputDecodeError, UnconnectedException
+from clipper_core.errors import (
+    ClipperException,
+    ContainerManagerError,
+    DeploymentError,
+    InputDecodeError,
+    ManagementError,
+    UnconnectedException,
+)
 from clipper_core.input_types import InputType
 from clipper_core.registry import PluginHost
 
@@ -99,7 +106,7 @@ class ClipperConnection:
         try:
             return self.plugins.input_types().parse(str(input_type))
         except InputDecodeError as exc:
-            raise ClipperException(exc.msg) from exc
+            raise ManagementError(exc.msg) from exc
 
     # ------------------------------------------------------------------ cluster lifecycle
 
@@ -135,7 +142,7 @@ class ClipperConnection:
                     f"Clipper did not become ready within {self.start_timeout_s:g} s ({detail}). Inspect the logs "
                     "with ClipperConnection.get_clipper_logs() and stop the cluster with stop_all() / `clipper stop`."
                 )
-                raise ClipperException(msg)
+                raise ContainerManagerError(msg)
             logger.info("Clipper still initializing.")
             time.sleep(0.25)
         self.connected = True
@@ -249,10 +256,10 @@ class ClipperConnection:
                 f"The Clipper cluster {getattr(self.cm, 'cluster_name', '')!r} is not running. Start it with "
                 "ClipperConnection.start_clipper() or `clipper start` before deploying models."
             )
-            raise ClipperException(msg)
+            raise DeploymentError(msg)
         if self._post_json("get_model", {"model_name": name, "model_version": version}):
             msg = f"model with name '{name}' and version '{version}' already exists"
-            raise ClipperException(msg)
+            raise DeploymentError(msg)
         try:
             self.cm.deploy_model(name, version, input_type, image, num_replicas=num_replicas)
         except ClipperException:
@@ -268,9 +275,14 @@ class ClipperConnection:
         while True:
             for r in self.get_all_model_replicas(verbose=True):
                 if r.get("model_name") == name and str(r.get("model_version")) == version:
-                    if r.get("status") == "error":  # connected, but its function failed to load
-                        logger.warning("Replica of %s:%s failed to load: %s", name, version, r.get("error"))
-                    return
+                    if r.get("status") != "error":
+                        return
+                    self._stop_quietly(name, version)  # connected, but its function failed to load
+                    msg = (
+                        f"Model {name}:{version} failed to load in its replica: {r.get('error')}. The replicas were "
+                        f"stopped and the version was not registered. {self.cm.replica_log_hint(name, version)}"
+                    )
+                    raise DeploymentError(msg)
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
@@ -280,7 +292,7 @@ class ClipperConnection:
             f"{self.deploy_timeout_s:g} s; the replicas were stopped and the version was not registered. "
             f"{self.cm.replica_log_hint(name, version)}"
         )
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
 
     def _stop_quietly(self, name: str, version: str) -> None:
         try:
@@ -316,7 +328,7 @@ class ClipperConnection:
             if m["model_name"] == name and m["is_current_version"]:
                 return str(m["model_version"])
         msg = f"No versions of model {name} registered with Clipper"
-        raise ClipperException(msg)
+        raise ManagementError(msg)
 
     def get_num_replicas(self, name: str, version: Any = None) -> int:
         self._require_connection()
@@ -329,10 +341,10 @@ class ClipperConnection:
         info = self.get_model_info(name, version)
         if info is None:
             msg = f"Cannot add container for non-registered model {name}:{version}"
-            raise ClipperException(msg)
+            raise ManagementError(msg)
         if info["container_name"] == CONTAINERLESS_MODEL_IMAGE:
             msg = f"Cannot resize the replica set for containerless model {name}:{version}"
-            raise ClipperException(msg)
+            raise ManagementError(msg)
         self.cm.set_num_replicas(name, version, info["input_type"], info["container_name"], num_replicas)
 
     def set_model_version(self, name: str, version: Any, num_replicas: int | None = None) -> None:

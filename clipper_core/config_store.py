@@ -8,7 +8,11 @@
 | 5  | applications | ``<app>`` | hash (input_type, policy, default_output, latency_slo_micros) |
 | 6  | metadata | ``CURRENT_MODEL_VERSION:<name>``, ``REPLICA_ID_COUNTER:<name>:<version>``, ``CONFIG_EPOCH`` | strings |
 | 7  | app -> model links | ``<app>`` | set of model names |
-| 8  | local cluster deployments (extension) | ``<name>:<version>`` | hash (image, input_type, num_replicas) |
+| 8  | desired replicas (extension) | ``<cluster>:<name>:<version>`` | hash (image, input_type, num_replicas) |
+
+DB 8 keys are scoped by the cluster that owns them (:func:`deployment_key`), so clusters sharing one Redis never
+read or remove each other's desired replicas. Keys of the older unscoped layout (``<name>:<version>``) are still
+understood by the local manager when the Redis is the cluster's own.
 
 The frontends learn of changes through keyspace notifications (``notify-keyspace-events AKE``).
 This class is async (``redis.asyncio``) because both frontends run it on their event loop.
@@ -17,6 +21,7 @@ This class is async (``redis.asyncio``) because both frontends run it on their e
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,6 +50,30 @@ PROHIBITED_CHARS = (",", ":")
 
 def model_key(name: str, version: str) -> str:
     return f"{name}:{version}"
+
+
+def deployment_key(cluster: str, name: str, version: str) -> str:
+    """DB 8 key of a cluster's desired replicas of ``name:version`` (no cluster name contains ``:``)."""
+    return f"{cluster}:{name}:{version}"
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def deployment_pattern(cluster: str) -> str:
+    """A ``SCAN MATCH`` pattern for every DB 8 key of ``cluster`` (glob characters in the name escaped)."""
+    return _glob_escape(cluster) + ":*:*"
+
+
+def parse_deployment_key(key: str | bytes) -> tuple[str | None, str, str] | None:
+    """``<cluster>:<name>:<version>`` -> ``(cluster, name, version)``; old ``<name>:<version>`` -> ``(None, ...)``."""
+    parts = _s(key).split(":")
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    if len(parts) == 2:
+        return None, parts[0], parts[1]
+    return None
 
 
 def container_key(name: str, version: str, replica_id: int | str) -> str:
@@ -175,7 +204,14 @@ class ConfigStore:
 
     async def delete_model(self, name: str, version: str) -> None:
         await self.db(MODEL_DB).delete(model_key(name, version))
-        await self.db(LOCAL_DEPLOYMENT_DB).delete(model_key(name, version))
+        # The desired replicas of this version, whichever cluster deployed it (and the old unscoped key).
+        deployments = self.db(LOCAL_DEPLOYMENT_DB)
+        keys = [model_key(name, version)]
+        async for key in deployments.scan_iter(match=f"*:{_glob_escape(name)}:{_glob_escape(version)}", count=1000):
+            parsed = parse_deployment_key(key)
+            if parsed is not None and parsed[0] is not None and parsed[1:] == (name, version):
+                keys.append(_s(key))
+        await deployments.delete(*keys)
 
     async def get_current_version(self, name: str) -> str | None:
         raw = await self.db(METADATA_DB).get(CURRENT_VERSION_PREFIX + name)

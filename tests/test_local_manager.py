@@ -368,7 +368,7 @@ def test_external_redis(managers: list[LocalContainerManager], clean_redis: tupl
     image = cm.build_model("m", "1", str(make_model_dir(tmp_path)), "base")
     cm.deploy_model("m", "1", "doubles", image, num_replicas=1)
     client = redis.Redis(host=host, port=port, db=8)
-    assert client.hgetall("m:1")[b"num_replicas"] == b"1"
+    assert client.hgetall("ext:m:1")[b"num_replicas"] == b"1"  # DB 8 keys are scoped by the cluster name
     cm.stop_all()
     assert client.ping() and not client.keys("*")
     client.close()

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from clipper_core.container_manager import check_model_data_path
-from clipper_core.errors import ClipperException
+from clipper_core.errors import ClipperException, DeploymentError
 from clipper_core.files import write_json_atomic
 from clipper_core.local._state import ClusterPaths, check_path_component, image_ref
 
@@ -43,13 +43,13 @@ def _run(cmd: list[str], what: str, timeout: float) -> str:
         result = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         msg = f"{what} timed out after {timeout:.0f} s"
-        raise ClipperException(msg) from exc
+        raise DeploymentError(msg) from exc
     except OSError as exc:
         msg = f"{what} could not run: {exc}"
-        raise ClipperException(msg) from exc
+        raise DeploymentError(msg) from exc
     if result.returncode != 0:
         msg = f"{what} failed with exit code {result.returncode}:\n{_tail_text(result.stdout + result.stderr)}"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     return result.stdout
 
 
@@ -115,7 +115,7 @@ def build_local_model(
             f"({exc}). Check that every file under {source} is readable and that {paths.models} is writable "
             "and has free space."
         )
-        raise ClipperException(msg) from exc
+        raise DeploymentError(msg) from exc
     image = image_ref(cluster_name, name, version)
     pkgs = [str(p) for p in (pkgs_to_install or [])]
     python = sys.executable
@@ -127,7 +127,7 @@ def build_local_model(
             shutil.rmtree(target, ignore_errors=True)
             shutil.rmtree(venv_dir, ignore_errors=True)
             msg = f"Building model {name}:{version} failed: {exc.msg}"
-            raise ClipperException(msg) from exc
+            raise DeploymentError(msg) from exc
     elif venv_dir.exists():
         shutil.rmtree(venv_dir)
     write_json_atomic(

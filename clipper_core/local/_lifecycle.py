@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from clipper_core.errors import ClipperException
+from clipper_core.errors import ContainerManagerError
 from clipper_core.files import read_json, tail
 from clipper_core.local._state import (
     ClusterPaths,
@@ -56,7 +56,7 @@ def wait_until_up(
                 f"The supervisor of cluster {cluster_name} exited with {supervisor.returncode} during start-up. "
                 f"Last lines of {log}:\n{tail(log)}"
             )
-            raise ClipperException(msg)
+            raise ContainerManagerError(msg)
         name, check = pending[0]
         if check():
             pending.pop(0)
@@ -70,7 +70,7 @@ def wait_until_up(
             )
             log = paths.logs / f"{name}.log"
             msg = f"Clipper cluster {cluster_name}: {name} {why}. Last lines of {log}:\n{tail(log)}"
-            raise ClipperException(msg)
+            raise ContainerManagerError(msg)
         time.sleep(0.1)
 
 

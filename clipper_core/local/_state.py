@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from clipper_core.errors import ClipperException
+from clipper_core.errors import ClipperException, ContainerManagerError
 from clipper_core.files import read_json
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def check_path_component(value: str, what: str) -> str:
     value = str(value)
     if not _SAFE_RE.match(value) or ".." in value:
         msg = f"Invalid {what} {value!r}: use letters, digits, '-', '_', '.' or '+' (and no '..')"
-        raise ClipperException(msg)
+        raise ContainerManagerError(msg)
     return value
 
 

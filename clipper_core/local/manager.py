@@ -20,7 +20,15 @@ from typing import Any, ClassVar
 
 import redis
 
-from clipper_core.config_store import LOCAL_DEPLOYMENT_DB, model_key
+from clipper_core.config_store import (
+    CONTAINER_DB,
+    LOCAL_DEPLOYMENT_DB,
+    _s,
+    container_key,
+    deployment_key,
+    deployment_pattern,
+    model_key,
+)
 from clipper_core.container_manager import (
     DEFAULT_CACHE_SIZE,
     STANDARD_OPTIONS,
@@ -29,7 +37,7 @@ from clipper_core.container_manager import (
     cluster_exists_error,
     validate_model_name,
 )
-from clipper_core.errors import ClipperException, ContainerManagerError
+from clipper_core.errors import ClipperException, ContainerManagerError, DeploymentError
 from clipper_core.files import read_json, tail, write_json_atomic
 from clipper_core.local._build import build_local_model
 from clipper_core.local._lifecycle import accepts, check_ports, clear_stale, stop_cluster, wait_until_up
@@ -133,7 +141,7 @@ class LocalContainerManager(ContainerManager):
             socket_timeout=2 * timeout,
         )
 
-    def _redis_unreachable(self, action: str, exc: redis.RedisError) -> ClipperException:
+    def _redis_unreachable(self, action: str, exc: redis.RedisError) -> ContainerManagerError:
         where = f"{self._redis_host}:{self.redis_port}"
         if self.redis_ip:
             hint = f"Check that the external Redis at {where} is up and reachable, then retry."
@@ -143,7 +151,7 @@ class LocalContainerManager(ContainerManager):
                 f"see {self.paths.logs / 'redis.log'} and {self.paths.logs / 'supervisor.log'}, or restart the "
                 "cluster with stop_all() and start_clipper()."
             )
-        return ClipperException(
+        return ContainerManagerError(
             f"Could not {action}: the Redis of Clipper cluster '{self.cluster_name}' at {where} failed ({exc}). {hint}"
         )
 
@@ -194,7 +202,7 @@ class LocalContainerManager(ContainerManager):
         require_frontend()
         if num_frontend_replicas != 1:
             msg = "The local container manager runs exactly one query frontend (num_frontend_replicas must be 1)"
-            raise ClipperException(msg)
+            raise ContainerManagerError(msg)
         if self.is_running():
             raise cluster_exists_error(self.cluster_name)
         clear_stale(self.paths)
@@ -275,7 +283,7 @@ class LocalContainerManager(ContainerManager):
                 "Start it with ClipperConnection(LocalContainerManager(...)).start_clipper() "
                 f"or `clipper start --cluster-name {self.cluster_name}`."
             )
-            raise ClipperException(msg)
+            raise ContainerManagerError(msg)
         self.host = config.get("host", self.host)
         self.clipper_query_port = int(config["query_port"])
         self.clipper_management_port = int(config["management_port"])
@@ -329,7 +337,7 @@ class LocalContainerManager(ContainerManager):
                 f"Clipper cluster '{self.cluster_name}' is not running. "
                 "Start it with start_clipper() or connect to a running cluster."
             )
-            raise ClipperException(msg)
+            raise ContainerManagerError(msg)
 
     def _check_image(self, image: str) -> None:
         model_dir = image_model_dir(image)
@@ -338,46 +346,79 @@ class LocalContainerManager(ContainerManager):
                 f"Image {image} not found in the local model store of cluster {self.cluster_name}; "
                 "build it with build_model"
             )
-            raise ClipperException(msg)
+            raise DeploymentError(msg)
 
     def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1) -> None:
-        self.set_num_replicas(name, version, input_type, image, num_replicas)
+        """Start the replicas and wait until the first one is connected to the query frontend.
 
-    def set_num_replicas(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> None:
+        A replica that reports that its model failed to load, or that keeps exiting, raises a
+        :class:`DeploymentError` naming the cause; the replicas this call started are stopped again.
+        """
         version = str(version)
+        try:
+            self._set_desired(name, version, input_type, image, num_replicas)
+            self._wait_for_replicas({model_key(name, version): int(num_replicas)}, min_connected=1)
+        except ClipperException as exc:
+            self._stop_quietly(name, version)
+            if isinstance(exc, DeploymentError):
+                raise
+            raise DeploymentError(exc.msg) from exc
+
+    def set_num_replicas(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int
+    ) -> None:
+        """Scale to ``num_replicas`` and wait until that many replicas are connected (and any extra ones gone)."""
+        version = str(version)
+        self._set_desired(name, version, input_type, image, num_replicas)
+        self._wait_for_replicas({model_key(name, version): int(num_replicas)})
+
+    def _set_desired(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> None:
         num_replicas = int(num_replicas)
         if num_replicas < 0:
             msg = f"num_replicas must be >= 0, got {num_replicas}"
-            raise ClipperException(msg)
+            raise ContainerManagerError(msg)
         self._check_image(image)
         self._require_running()
         client = self._redis()
         try:
             client.hset(
-                model_key(name, version),
+                self._deployment_key(name, version),
                 mapping={"image": image, "input_type": input_type, "num_replicas": str(num_replicas)},
             )
+            if not self.redis_ip:
+                client.delete(model_key(name, version))  # the older unscoped layout
         except redis.RedisError as exc:
             raise self._redis_unreachable(f"set {num_replicas} replicas for model {name}:{version}", exc) from exc
         finally:
             client.close()
-        self._wait_for_replicas({model_key(name, version): num_replicas})
+
+    def _deployment_key(self, name: str, version: str) -> str:
+        return deployment_key(self.cluster_name, name, str(version))
+
+    def _stop_quietly(self, name: str, version: str) -> None:
+        try:
+            self.stop_models({name: [version]})
+        except ClipperException as exc:
+            logger.warning("could not stop the replicas of %s:%s: %s", name, version, exc.msg)
 
     def get_num_replicas(self, name: str, version: str) -> int:
         return len(self.replica_pids(name, version))
 
     def stop_models(self, models: dict[str, list[str]]) -> None:
-        keys = [model_key(name, str(v)) for name, versions in models.items() for v in versions]
-        if not keys or not self.is_running():
+        pairs = [(name, str(v)) for name, versions in models.items() for v in versions]
+        if not pairs or not self.is_running():
             return
+        keys = [self._deployment_key(name, version) for name, version in pairs]
+        if not self.redis_ip:
+            keys += [model_key(name, version) for name, version in pairs]  # the older unscoped layout
         client = self._redis()
         try:
             client.delete(*keys)
         except redis.RedisError as exc:
-            raise self._redis_unreachable(f"stop models {', '.join(keys)}", exc) from exc
+            raise self._redis_unreachable(f"stop models {', '.join(model_key(*p) for p in pairs)}", exc) from exc
         finally:
             client.close()
-        self._wait_for_replicas(dict.fromkeys(keys, 0))
+        self._wait_for_replicas({model_key(name, version): 0 for name, version in pairs})
 
     def stop_all_model_containers(self) -> None:
         if not self.is_running():
@@ -387,13 +428,16 @@ class LocalContainerManager(ContainerManager):
         while self._processes().get("replicas"):
             if time.monotonic() >= deadline or not self.is_running():
                 msg = f"Model replicas of cluster {self.cluster_name} did not stop within {self.deploy_timeout:.0f} s"
-                raise ClipperException(msg)
+                raise ContainerManagerError(msg)
             time.sleep(0.1)
 
     def _clear_desired(self, timeout: float = 5.0) -> None:
+        """Delete this cluster's desired replicas (and nothing another cluster sharing the Redis owns)."""
         client = self._redis(timeout)
         try:
-            keys = list(client.scan_iter(count=1000))
+            keys = list(client.scan_iter(match=deployment_pattern(self.cluster_name), count=1000))
+            if not self.redis_ip:  # the cluster's own Redis: keys of the older unscoped layout are ours too
+                keys += [k for k in client.scan_iter(match="*", count=1000) if k.count(b":") == 1]
             if keys:
                 client.delete(*keys)
         except redis.RedisError as exc:
@@ -401,26 +445,93 @@ class LocalContainerManager(ContainerManager):
         finally:
             client.close()
 
-    def _wait_for_replicas(self, wanted: dict[str, int]) -> None:
+    def _wait_for_replicas(self, wanted: dict[str, int], min_connected: int | None = None) -> None:
+        """Wait until each ``<name>:<version>`` has exactly ``wanted`` replica processes (none being stopped) and
+        ``min_connected`` of them (default: all) are connected to the query frontend.
+
+        Fails early with a :class:`DeploymentError` when a replica reports that its model failed to load, or when
+        one keeps exiting; with a :class:`ContainerManagerError` at the deadline.
+        """
         deadline = time.monotonic() + self.deploy_timeout
+        baseline = self._restart_counts(wanted)
         while True:
             replicas = self._processes().get("replicas") or {}
-            live = {key: len(replicas.get(key, [])) for key in wanted}
-            if live == wanted:
+            pending = None
+            for key, count in wanted.items():
+                entries = replicas.get(key, [])
+                live = {int(e["pid"]) for e in entries if e.get("pid") and not e.get("stopping")}
+                need = count if min_connected is None else min(count, min_connected)
+                records = self._connected_records(key, live) if live and count else {}
+                for pid, record in records.items():
+                    if record.get("status") == "error":
+                        raise self._load_error(key, pid, record.get("error", ""))
+                for entry in entries if count else []:
+                    restarts = int(entry.get("restarts", 0)) - baseline.get((key, entry.get("slot")), 0)
+                    if not entry.get("stopping") and restarts >= 2 and int(entry["pid"]) not in records:
+                        raise self._exit_error(key, entry, restarts)
+                if len(entries) != count or len(live) != count or len(records) < need:
+                    pending = (key, len(live), len(records), count)
+                    break
+            if pending is None:
                 return
             if not self.is_running():
                 msg = f"Clipper cluster '{self.cluster_name}' stopped while waiting for model replicas"
-                raise ClipperException(msg)
+                raise ContainerManagerError(msg)
             if time.monotonic() >= deadline:
-                key = next(k for k in wanted if live[k] != wanted[k])
+                key, running, connected, count = pending
                 name, _, version = key.partition(":")
                 log = self.paths.replica_log(name, version, 0)
                 msg = (
-                    f"Model {key}: {live[key]} of {wanted[key]} replicas running after {self.deploy_timeout:.0f} s. "
-                    f"Last lines of {log}:\n{tail(log)}"
+                    f"Model {key}: {running} of {count} replicas running and {connected} connected to the query "
+                    f"frontend after {self.deploy_timeout:.0f} s. Last lines of {log}:\n{tail(log)}"
                 )
-                raise ClipperException(msg)
+                raise ContainerManagerError(msg)
             time.sleep(0.1)
+
+    def _restart_counts(self, wanted: dict[str, int]) -> dict[tuple[str, Any], int]:
+        replicas = self._processes().get("replicas") or {}
+        return {
+            (key, e.get("slot")): int(e.get("restarts", 0)) for key in wanted for e in replicas.get(key, [])
+        }
+
+    def _connected_records(self, key: str, pids: set[int]) -> dict[int, dict[str, str]]:
+        """The query frontend's replica records (Redis DB 3) of ``key`` that belong to the processes ``pids``."""
+        name, _, version = key.partition(":")
+        client = redis.Redis(
+            host=self._redis_host, port=self.redis_port, db=CONTAINER_DB, socket_connect_timeout=1.0, socket_timeout=2.0
+        )
+        out: dict[int, dict[str, str]] = {}
+        try:
+            for rkey in client.scan_iter(match=container_key(name, version, "*"), count=1000):
+                record = {_s(k): _s(v) for k, v in client.hgetall(rkey).items()}
+                try:
+                    pid = int(record.get("pid", ""))
+                except ValueError:
+                    continue
+                if pid in pids and record.get("model_name") == name and record.get("model_version") == version:
+                    out[pid] = record
+        except redis.RedisError as exc:
+            logger.debug("could not read the replica records of %s: %s", key, exc)
+        finally:
+            client.close()
+        return out
+
+    def _load_error(self, key: str, pid: int, error: str) -> DeploymentError:
+        name, _, version = key.partition(":")
+        msg = (
+            f"Model {key} failed to load in its replica (pid {pid}): {error}. "
+            f"{self.replica_log_hint(name, version)}"
+        )
+        return DeploymentError(msg)
+
+    def _exit_error(self, key: str, entry: dict[str, Any], restarts: int) -> DeploymentError:
+        name, _, version = key.partition(":")
+        log = self.paths.replica_log(name, version, int(entry.get("slot", 0)))
+        msg = (
+            f"Replica {entry.get('slot', 0)} of model {key} exited {restarts} times before connecting to the query "
+            f"frontend. Last lines of {log}:\n{tail(log)}"
+        )
+        return DeploymentError(msg)
 
     # -- logs ----------------------------------------------------------------------------------------
 

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from clipper_core.config_store import LOCAL_DEPLOYMENT_DB, _s
+from clipper_core.config_store import LOCAL_DEPLOYMENT_DB, _s, deployment_pattern, model_key, parse_deployment_key
 from clipper_core.container_manager import DEFAULT_CACHE_SIZE
 from clipper_core.files import read_json, write_json_atomic
 from clipper_core.local._child import STOP_GRACE, Child, stop_children
@@ -37,6 +39,10 @@ from clipper_core.ports import wait_for_port
 logger = logging.getLogger("clipper_core.local.supervisor")
 
 TICK = 0.2
+# Redis reads fail fast (no redis-py retries with backoff, which make one refused call take ~4 s): a tick that
+# waits on a Redis that is down would delay restarting it and every replica.
+REDIS_CONNECT_TIMEOUT = 0.5
+REDIS_SOCKET_TIMEOUT = 1.0
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,6 +67,7 @@ class Supervisor:
         if config is None:
             raise SystemExit(f"no readable cluster.json in {root}")
         self.config = config
+        self.cluster_name: str = config.get("cluster_name") or root.name
         self.host: str = config.get("host", "127.0.0.1")
         self.connect_host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
         self.external_redis = bool(config.get("redis_ip"))
@@ -137,21 +144,32 @@ class Supervisor:
                 host=self.redis_ip,
                 port=self.redis_port,
                 db=LOCAL_DEPLOYMENT_DB,
-                socket_connect_timeout=1.0,
-                socket_timeout=2.0,
+                socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+                socket_timeout=REDIS_SOCKET_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
             )
         return self._redis
 
     def desired(self) -> dict[str, dict[str, str]] | None:
-        """DB 8 as ``{"<name>:<version>": {image, input_type, num_replicas}}``; ``None`` when Redis is unreachable."""
+        """This cluster's DB 8 entries as ``{"<name>:<version>": {image, input_type, num_replicas}}``.
+
+        Only keys scoped by this cluster's name are read (other clusters may share the Redis); a cluster with its
+        own Redis also reads keys of the older unscoped layout. ``None`` when Redis is unreachable.
+        """
         try:
             client = self.redis_client()
-            out = {}
-            for key in client.scan_iter(count=1000):
+            out: dict[str, dict[str, str]] = {}
+            legacy: dict[str, dict[str, str]] = {}
+            pattern = "*" if not self.external_redis else deployment_pattern(self.cluster_name)
+            for key in client.scan_iter(match=pattern, count=1000):
+                parsed = parse_deployment_key(key)
+                if parsed is None or parsed[0] not in (None, self.cluster_name):
+                    continue
                 if _s(client.type(key)) != "hash":
                     continue
-                out[_s(key)] = {_s(k): _s(v) for k, v in client.hgetall(key).items()}
-            return out
+                target = legacy if parsed[0] is None else out
+                target[model_key(parsed[1], parsed[2])] = {_s(k): _s(v) for k, v in client.hgetall(key).items()}
+            return {**legacy, **out}
         except redis.RedisError as exc:
             now = time.monotonic()
             if now - self._redis_error_logged > 10.0:
