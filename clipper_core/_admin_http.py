@@ -1,9 +1,9 @@
 """Helpers of :class:`~clipper_core.admin.ClipperConnection`: JSON POSTs to the management frontend, predict bodies.
 
 Requests follow the original client (``POST`` with a JSON body, ``Content-type: application/json``; any status other
-than 200 raises ``ClipperException("Received error status code: ...")``). Unlike the original, every request has a
-timeout, and a cluster that cannot be reached raises a :class:`ClipperException` that says so instead of a raw
-``requests`` traceback.
+than 200 raises ``ClipperException("Received error status code: ...")``, here its subclass ``ManagementError``).
+Unlike the original, every request has a timeout, and a cluster that cannot be reached raises a
+:class:`ManagementError` that says so instead of a raw HTTP-client traceback. The HTTP client is ``httpx``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import json
 import logging
 from typing import Any
 
+import httpx
 import numpy as np
-import requests
 
-from clipper_core.errors import ClipperException, InputDecodeError
+from clipper_core.errors import InputDecodeError, ManagementError
 from clipper_core.input_types import InputType
 
 logger = logging.getLogger(__name__)
@@ -26,42 +26,42 @@ _BAD_TYPE = "Invalid input type"
 _BAD_TYPE_OR_KEY = "Invalid input type or JSON key"
 
 
-def unreachable_error(addr: str, exc: BaseException, what: str = "Clipper cluster") -> ClipperException:
+def unreachable_error(addr: str, exc: BaseException, what: str = "Clipper cluster") -> ManagementError:
     """The error raised when nothing answers at ``addr``."""
     msg = (
         f"The {what} at {addr} is not reachable ({type(exc).__name__}). Is the cluster running? Start it with "
         "`clipper start` or ClipperConnection.start_clipper(), or check the cluster name and ports."
     )
-    return ClipperException(msg)
+    return ManagementError(msg)
 
 
-def status_error(r: requests.Response) -> ClipperException:
+def status_error(r: httpx.Response) -> ManagementError:
     msg = f"Received error status code: {r.status_code} and message: {r.text}"
     logger.error("%s", msg)
-    return ClipperException(msg)
+    return ManagementError(msg)
 
 
-def request(method: str, url: str, addr: str, timeout: float = DEFAULT_TIMEOUT_S, **kwargs: Any) -> requests.Response:
-    """Send one request; connection problems and timeouts become :class:`ClipperException`."""
+def request(method: str, url: str, addr: str, timeout: float = DEFAULT_TIMEOUT_S, **kwargs: Any) -> httpx.Response:
+    """Send one request; connection problems and timeouts become :class:`ManagementError`."""
     try:
-        r = requests.request(method, url, timeout=timeout, **kwargs)
-    except requests.exceptions.Timeout as exc:
+        r = httpx.request(method, url, timeout=timeout, **kwargs)
+    except httpx.TimeoutException as exc:
         msg = f"Request to {url} timed out after {timeout} s. The Clipper cluster at {addr} is not responding."
-        raise ClipperException(msg) from exc
-    except requests.exceptions.ConnectionError as exc:
+        raise ManagementError(msg) from exc
+    except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
         raise unreachable_error(addr, exc) from exc
-    except requests.exceptions.RequestException as exc:
+    except httpx.HTTPError as exc:
         msg = f"Request to {url} failed: {exc}"
-        raise ClipperException(msg) from exc
+        raise ManagementError(msg) from exc
     logger.debug("%s %s -> %s %s", method, url, r.status_code, r.text[:500])
     return r
 
 
-def post_admin(addr: str, path: str, body: dict[str, Any], timeout: float = DEFAULT_TIMEOUT_S) -> requests.Response:
-    """``POST http://<addr>/admin/<path>`` with a JSON body; a non-200 answer raises :class:`ClipperException`."""
+def post_admin(addr: str, path: str, body: dict[str, Any], timeout: float = DEFAULT_TIMEOUT_S) -> httpx.Response:
+    """``POST http://<addr>/admin/<path>`` with a JSON body; a non-200 answer raises :class:`ManagementError`."""
     url = f"http://{addr}/admin/{path}"
-    r = request("POST", url, addr, timeout=timeout, headers=JSON_HEADERS, data=json.dumps(body))
-    if r.status_code != requests.codes.ok:
+    r = request("POST", url, addr, timeout=timeout, headers=JSON_HEADERS, content=json.dumps(body))
+    if r.status_code != httpx.codes.OK:
         raise status_error(r)
     return r
 
@@ -76,11 +76,11 @@ def wait_for_epoch(query_addr: str, epoch: int, timeout: float = 5.0) -> bool:
 
     deadline = time.monotonic() + timeout
     url = f"http://{query_addr}/healthz"
-    with requests.Session() as session:
+    with httpx.Client(timeout=1.0) as session:
         while True:
             try:
                 applied = int(session.get(url, timeout=1.0).json().get("config_epoch", epoch))
-            except (requests.exceptions.RequestException, ValueError, AttributeError):
+            except (httpx.HTTPError, ValueError, AttributeError):
                 applied = -1
             if applied >= epoch:
                 return True
@@ -97,13 +97,13 @@ def post_admin_json(addr: str, path: str, body: dict[str, Any], timeout: float =
         return r.json()
     except ValueError as exc:
         msg = f"The management frontend at {addr} answered /admin/{path} with invalid JSON: {r.text[:200]!r}"
-        raise ClipperException(msg) from exc
+        raise ManagementError(msg) from exc
 
 
 def get_json(addr: str, path: str, timeout: float = DEFAULT_TIMEOUT_S) -> Any:
-    """``GET http://<addr><path>`` and decode the JSON answer; non-200 raises :class:`ClipperException`."""
+    """``GET http://<addr><path>`` and decode the JSON answer; non-200 raises :class:`ManagementError`."""
     r = request("GET", f"http://{addr}{path}", addr, timeout=timeout)
-    if r.status_code != requests.codes.ok:
+    if r.status_code != httpx.codes.OK:
         raise status_error(r)
     return r.json()
 
@@ -111,10 +111,10 @@ def get_json(addr: str, path: str, timeout: float = DEFAULT_TIMEOUT_S) -> Any:
 def probe(url: str, timeout: float = 5.0) -> str | None:
     """``GET url`` once; ``None`` when it answered 200, otherwise a short description of what went wrong."""
     try:
-        r = requests.get(url, timeout=timeout)
-    except requests.exceptions.RequestException as exc:
+        r = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
         return f"{type(exc).__name__}"
-    if r.status_code != requests.codes.ok:
+    if r.status_code != httpx.codes.OK:
         return f"HTTP {r.status_code}"
     return None
 

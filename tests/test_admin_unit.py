@@ -19,7 +19,7 @@ import pytest
 
 from clipper_core.admin import ClipperConnection
 from clipper_core.container_manager import ContainerManager
-from clipper_core.errors import ClipperException, UnconnectedException
+from clipper_core.errors import ClipperException, ManagementError, UnconnectedException
 from clipper_core.ports import free_port
 
 
@@ -191,7 +191,7 @@ def test_unreachable_cluster_is_a_clipper_exception_not_a_requests_traceback() -
     conn = connected(cm)
     with pytest.raises(ClipperException, match=r"at 127\.0\.0\.1:\d+ is not reachable.*clipper start") as info:
         conn.deploy_model("m", 1, "doubles", "img")
-    assert type(info.value) is ClipperException
+    assert isinstance(info.value, ManagementError)  # a ClipperException, not an HTTP-client traceback
     with pytest.raises(ClipperException, match="not reachable"):
         conn.get_all_apps()
     with pytest.raises(ClipperException, match="not reachable"):

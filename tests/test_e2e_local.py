@@ -10,8 +10,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-import requests
 
 from clipper_admin import ClipperConnection, ClipperException, LocalContainerManager
 from clipper_admin.deployers import python as python_deployer
@@ -46,7 +46,7 @@ def conn(clipper_home: Path) -> Iterator[ClipperConnection]:
 
 
 def predict(c: ClipperConnection, app: str, body: dict) -> dict:
-    r = requests.post(f"http://{c.get_query_addr()}/{app}/predict", json=body, timeout=30)
+    r = httpx.post(f"http://{c.get_query_addr()}/{app}/predict", json=body, timeout=30)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -75,7 +75,7 @@ def test_versions_pinning_rollback_scaling_and_restart(conn: ClipperConnection) 
     assert predict(c, "app", {"input": [1.0]})["output"] == 2
     pinned = predict(c, "app", {"input": [1.0], "version": "1"})
     assert pinned["output"] == 1 and pinned["default"] is False
-    r = requests.post(f"http://{c.get_query_addr()}/app/predict", json={"input": [1.0], "version": "9"}, timeout=10)
+    r = httpx.post(f"http://{c.get_query_addr()}/app/predict", json={"input": [1.0], "version": "9"}, timeout=10)
     assert r.status_code == 400 and r.json()["cause"] == "Requested version: 9 does not exist for model: model"
 
     c.set_model_version("model", "1")  # roll back
@@ -198,7 +198,7 @@ def test_two_clusters_side_by_side(clipper_home: Path) -> None:
     conns = [ClipperConnection(LocalContainerManager(cluster_name=f"tenant-{i}", **ports())) for i in (1, 2)]
     started: list[ClipperConnection] = []
     try:
-        for i, c in enumerate(conns):
+        for c in conns:
             c.start_clipper()
             started.append(c)
             python_deployer.create_endpoint(c, "testapp0-model", "doubles", feature_sum)
