@@ -33,7 +33,9 @@ def render_metrics(metrics: MetricsRegistry) -> bytes:
 def render_health(view: ClusterView, rpc: RPCServer | None, engine: Engine) -> bytes:
     return orjson.dumps(
         {
-            "status": "ok",
+            # "ok" while everything is fine; "degraded" while Redis is away (serving goes on from memory)
+            "status": "ok" if view.redis_available else "degraded",
+            "redis": "ok" if view.redis_available else "unavailable",
             "apps": len(view.apps),
             "replicas": len(rpc.replicas) if rpc is not None else 0,
             "config_epoch": view.epoch,

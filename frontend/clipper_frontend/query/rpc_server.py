@@ -19,6 +19,7 @@ from zmq.utils.monitor import parse_monitor_message
 from clipper_core.config_store import ConfigStore
 from clipper_core.input_types import InputTypeRegistry
 from clipper_core.rpc import frames as rpc
+from clipper_frontend.query._replica_records import ReplicaRecords
 from clipper_frontend.query.engine import Engine, Replica
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ class RPCServer:
         self._conn_ids = 0
         self._drain_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # Replica records are written (and deleted) in the background, retried while Redis is away.
+        self.records = ReplicaRecords(store, self.frontend_id, f"{host}:{port}:")
+        view.on_redis_restored.append(self.records.resync)
         engine.sender = self.send_batch
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -76,6 +80,7 @@ class RPCServer:
         loop.add_reader(sock.getsockopt(zmq.FD), self._drain)
         loop.add_reader(self.monitor.getsockopt(zmq.FD), self._drain_monitor)
         self._spawn(self._liveness_loop())
+        self._spawn(self.records.run())
         # Reading EVENTS once arms ZeroMQ's edge-triggered descriptors.
         self._drain()
         self._drain_monitor()
@@ -92,8 +97,12 @@ class RPCServer:
                 self.sock.disable_monitor()
                 self.monitor.close(0)
             self.sock.close(0)
-        for replica in list(self.replicas.values()):
-            await self.store.delete_container(replica.name, replica.version, replica.replica_id)
+        try:
+            for replica in list(self.replicas.values()):
+                if replica.replica_id >= 0:
+                    await self.store.delete_container(replica.name, replica.version, replica.replica_id)
+        except Exception as exc:  # noqa: BLE001 - Redis away: the next start of this frontend deletes them
+            logger.warning("could not delete the replica records: %s", exc)
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
@@ -191,10 +200,10 @@ class RPCServer:
             return
         replica = Replica(identity, msg.model_name, msg.model_version, input_type.code, status=dict(msg.status or {}))
         self.replicas[identity] = replica
-        self._spawn(self._register(replica, input_type.name))
+        self._register(replica, input_type.name)
 
-    async def _register(self, replica: Replica, input_type: str) -> None:
-        replica.replica_id = await self.store.next_replica_id(replica.name, replica.version)
+    def _register(self, replica: Replica, input_type: str) -> None:
+        """Serve the replica at once; its record (and replica id) is written to Redis as soon as Redis allows."""
         self._conn_ids += 1
         status = replica.status
         fields = {
@@ -205,20 +214,15 @@ class RPCServer:
             "error": str(status.get("error", "")),
             "pid": str(status.get("pid", "")),
         }
-        await self.store.add_container(replica.name, replica.version, replica.replica_id, fields)
-        if self.replicas.get(replica.identity) is not replica:
-            await self.store.delete_container(replica.name, replica.version, replica.replica_id)
-            return
+        self.records.add(replica, fields)
         info = self.view.models.get(replica.key)
         queue = self.engine.queue(replica.name, replica.version)
         if info is not None:
             queue.batch_size = info.batch_size
         self.engine.add_replica(replica)
-        logger.info(
-            "replica %d of %s:%s connected (%s)", replica.replica_id, replica.name, replica.version, fields["status"]
-        )
+        logger.info("replica of %s:%s connected (%s)", replica.name, replica.version, fields["status"])
         if status.get("error"):
-            logger.warning("replica %d of %s:%s reports: %s", replica.replica_id, replica.name, replica.version, status["error"])
+            logger.warning("replica of %s:%s reports: %s", replica.name, replica.version, status["error"])
 
     def _remove(self, identity: bytes, why: str) -> None:
         self.last_seen.pop(identity, None)
@@ -229,8 +233,7 @@ class RPCServer:
             return
         logger.info("replica %d of %s:%s removed: %s", replica.replica_id, replica.name, replica.version, why)
         self.engine.remove_replica(replica, why)
-        if replica.replica_id >= 0:
-            self._spawn(self.store.delete_container(replica.name, replica.version, replica.replica_id))
+        self.records.remove(replica)
 
     async def _liveness_loop(self) -> None:
         interval = min(5.0, max(0.5, self.activity_timeout / 3))

@@ -1,6 +1,8 @@
 """The query frontend's in-memory view of the cluster state, kept current by Redis keyspace notifications.
 
-Nothing on the request path reads Redis: handlers read :class:`ClusterView` attributes only.
+Nothing on the request path reads Redis: handlers read :class:`ClusterView` attributes only. The view also watches
+whether Redis answers (:attr:`ClusterView.redis_available`, reported by ``/healthz``) and tells its
+``on_redis_restored`` callbacks when Redis is back after an outage or a restart.
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ from clipper_core.config_store import (
     ConfigStore,
 )
 from clipper_core.input_types import InputType, InputTypeRegistry
+from clipper_frontend._serve import _probe
 
 logger = logging.getLogger(__name__)
+
+PROBE_INTERVAL = 1.0
+PROBE_TIMEOUT = 0.5
 
 
 def parse_output(text: str) -> Any:
@@ -74,7 +80,12 @@ class ClusterView:
         self.on_model_removed: list[Callable[[str, str], None]] = []
         self.on_model_changed: list[Callable[[ModelInfo], None]] = []
         self.on_app_removed: list[Callable[[str], None]] = []
+        #: called after Redis came back (and the view was reloaded): a restarted Redis may have lost or kept records
+        self.on_redis_restored: list[Callable[[], None]] = []
+        #: whether Redis answered the last probe (``/healthz`` reports it)
+        self.redis_available = True
         self._task: asyncio.Task[None] | None = None
+        self._health_task: asyncio.Task[None] | None = None
         self._pubsub: Any = None
 
     async def start(self) -> None:
@@ -86,13 +97,17 @@ class ClusterView:
         )
         await self._pubsub.subscribe(CONFIG_EPOCH_CHANNEL)
         await self.reload_all()
-        self._task = asyncio.get_running_loop().create_task(self._listen())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._listen())
+        self._health_task = loop.create_task(self._watch_redis())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, self._health_task):
+            if task is None:
+                continue
+            task.cancel()
             try:
-                await self._task
+                await task
             except (asyncio.CancelledError, Exception):
                 pass
         if self._pubsub is not None:
@@ -137,14 +152,50 @@ class ClusterView:
                     await self._on_event(db, key)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("lost the Redis notification stream; reloading state in 1 s")
+            except Exception as exc:
+                self.redis_available = False
+                logger.warning("lost the Redis notification stream (%s); reloading state in 1 s", exc)
                 await asyncio.sleep(1)
                 try:
-                    await self.store.enable_notifications()  # a restarted Redis forgets CONFIG SET
-                    await self.reload_all()
-                except Exception:
-                    logger.exception("state reload failed")
+                    await self._restored()
+                except Exception as exc2:  # noqa: BLE001 - still away: the stream reconnects on the next read
+                    logger.warning("state reload failed (%s); Redis at %s:%d is unavailable", exc2, *self._addr)
+
+    @property
+    def _addr(self) -> tuple[str, int]:
+        return (self.store.host, self.store.port)
+
+    async def _restored(self) -> None:
+        """Redis answers again: re-enable notifications (a restarted Redis forgets CONFIG SET), reload, resync."""
+        await _probe(*self._addr, PROBE_TIMEOUT)
+        await self.store.enable_notifications()
+        await self.reload_all()
+        if not self.redis_available:
+            logger.info("Redis at %s:%d is available again", *self._addr)
+        self.redis_available = True
+        for callback in self.on_redis_restored:
+            callback()
+
+    async def _watch_redis(self) -> None:
+        """Probe Redis every second (no retries, short timeout) so ``/healthz`` tells when it is away."""
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            try:
+                await _probe(*self._addr, PROBE_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - anything but an answer means "away"
+                if self.redis_available:
+                    logger.warning("Redis at %s:%d is unavailable (%s)", *self._addr, exc)
+                self.redis_available = False
+                continue
+            if not self.redis_available:
+                try:
+                    await self._restored()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - went away again: the next probe retries
+                    logger.warning("state reload after a Redis outage failed (%s)", exc)
 
     async def _on_event(self, db: int, key: str) -> None:
         if db == APPLICATION_DB:
