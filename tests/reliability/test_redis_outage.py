@@ -280,16 +280,20 @@ def test_recovery_times(own_cluster: LocalContainerManager, tmp_path: Path) -> N
         os.kill(_processes(cm)["query"], signal.SIGKILL)
         times["query frontend kill -9"] = load.recovered_after(kill)
 
+        redis_pid = _processes(cm)["redis"]
         kill = time.monotonic()
-        os.kill(_processes(cm)["redis"], signal.SIGKILL)
-        wait_until(lambda: _processes(cm).get("redis"), 10, "a new Redis")
-        # Predictions do not need Redis: they go on; measure until the model still answers after Redis is back.
-        wait_until(lambda: _health(cm).get("status") == "ok", 15, "the frontend to see Redis again")
+        os.kill(redis_pid, signal.SIGKILL)
+        wait_until(lambda: _processes(cm).get("redis") not in (None, redis_pid), 10, "a new Redis")
+        times["Redis kill -9: Redis restarted"] = time.monotonic() - kill
+        # Predictions do not need Redis (the frontend serves from memory): they must go on being answered.
         wait_until(lambda: any(ok and t > kill for t, ok in load.answers), 15, "the model to answer")
-        times["Redis kill -9"] = max(t for t, ok in load.answers if ok) - kill
+        times["Redis kill -9: first model answer"] = min(t for t, ok in load.answers if ok and t > kill) - kill
+        wait_until(lambda: _health(cm).get("status") == "ok", 15, "the frontend to see Redis again")
+        times["Redis kill -9: frontend in sync again"] = time.monotonic() - kill
         failed = [t for t, ok in load.answers if t > kill and not ok]
-        times["Redis kill -9 (failed answers)"] = float(len(failed))
-    print("\nrecovery seconds: " + ", ".join(f"{k}: {v:.2f}" for k, v in times.items()))
+        answered = len([t for t, ok in load.answers if t > kill and ok])
+    print("\nrecovery seconds: " + ", ".join(f"{k}: {v:.2f}" for k, v in times.items())
+          + f"; answers after the Redis kill: {answered} by the model, {len(failed)} failed")
     assert times["replica kill -9 under load"] < 10
     assert times["query frontend kill -9"] < 15
     assert not failed, "predictions must not fail while Redis restarts"
