@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from clipper_core.config_store import (
     APP_MODEL_LINKS_DB,
@@ -25,7 +28,6 @@ from clipper_core.config_store import (
     ConfigStore,
 )
 from clipper_core.input_types import InputType, InputTypeRegistry
-from clipper_frontend._serve import _probe
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,7 @@ class ClusterView:
         self.redis_available = True
         self._task: asyncio.Task[None] | None = None
         self._health_task: asyncio.Task[None] | None = None
+        self._run_id: str | None = None  # the Redis server's run_id: a new one means Redis restarted
         self._pubsub: Any = None
 
     async def start(self) -> None:
@@ -97,6 +100,10 @@ class ClusterView:
         )
         await self._pubsub.subscribe(CONFIG_EPOCH_CHANNEL)
         await self.reload_all()
+        try:
+            self._run_id = await self._server_run_id()
+        except Exception as exc:  # noqa: BLE001 - the watcher below tells
+            logger.warning("Redis at %s:%d did not answer INFO (%s)", *self._addr, exc)
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._listen())
         self._health_task = loop.create_task(self._watch_redis())
@@ -165,9 +172,23 @@ class ClusterView:
     def _addr(self) -> tuple[str, int]:
         return (self.store.host, self.store.port)
 
+    async def _server_run_id(self) -> str:
+        """The Redis server's ``run_id``, asked on a throw-away connection without redis-py's retries and backoff."""
+        probe = aioredis.Redis(
+            host=self.store.host,
+            port=self.store.port,
+            socket_connect_timeout=PROBE_TIMEOUT,
+            socket_timeout=PROBE_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            return str((await probe.info("server")).get("run_id", ""))
+        finally:
+            await probe.aclose()
+
     async def _restored(self) -> None:
         """Redis answers again: re-enable notifications (a restarted Redis forgets CONFIG SET), reload, resync."""
-        await _probe(*self._addr, PROBE_TIMEOUT)
+        self._run_id = await self._server_run_id()
         await self.store.enable_notifications()
         await self.reload_all()
         if not self.redis_available:
@@ -177,11 +198,12 @@ class ClusterView:
             callback()
 
     async def _watch_redis(self) -> None:
-        """Probe Redis every second (no retries, short timeout) so ``/healthz`` tells when it is away."""
+        """Probe Redis every second (no retries, short timeout) so ``/healthz`` tells when it is away, and notice a
+        restart (a new ``run_id``) even when it was too quick for a probe to fail."""
         while True:
             await asyncio.sleep(PROBE_INTERVAL)
             try:
-                await _probe(*self._addr, PROBE_TIMEOUT)
+                run_id = await self._server_run_id()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - anything but an answer means "away"
@@ -189,6 +211,9 @@ class ClusterView:
                     logger.warning("Redis at %s:%d is unavailable (%s)", *self._addr, exc)
                 self.redis_available = False
                 continue
+            if run_id != self._run_id:
+                logger.warning("Redis at %s:%d restarted", *self._addr)
+                self.redis_available = False
             if not self.redis_available:
                 try:
                     await self._restored()
