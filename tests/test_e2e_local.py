@@ -15,6 +15,7 @@ import pytest
 
 from clipper_admin import ClipperConnection, ClipperException, LocalContainerManager
 from clipper_admin.deployers import python as python_deployer
+from clipper_core.errors import DeploymentError
 from clipper_core.files import read_json
 from clipper_core.local._state import pid_alive, recorded_pids
 from clipper_core.ports import free_ports
@@ -149,20 +150,19 @@ def test_redis_restart_keeps_apps_models_and_replicas(conn: ClipperConnection) -
     assert apps and models
 
 
-def test_unloadable_function_is_reported_and_answers_default(conn: ClipperConnection, tmp_path: Path) -> None:
+def test_unloadable_function_fails_the_deploy(conn: ClipperConnection, tmp_path: Path) -> None:
     c = conn
     model_dir = tmp_path / "broken"
     model_dir.mkdir()
     (model_dir / "func.pkl").write_bytes(b"this is not a pickle")
     image = c.build_model("broken", "1", str(model_dir), "default")
     c.register_application("broken-app", "doubles", "DEFAULT", 1_000_000)
-    c.deploy_model("broken", "1", "doubles", image)
-    c.link_model_to_app("broken-app", "broken")
-    replicas = wait_until(lambda: c.get_all_model_replicas(verbose=True), 30, "the replica to register")
-    assert replicas[0]["status"] == "error" and replicas[0]["error"]
+    with pytest.raises(DeploymentError, match=r"broken:1 failed to load in its replica .*UnpicklingError"):
+        c.deploy_model("broken", "1", "doubles", image)
+    assert c.cm.replica_pids("broken", "1") == []  # what the deploy started is stopped again
+    assert c.get_model_info("broken", "1") is None  # and the version is not registered
     r = predict(c, "broken-app", {"input": [1.0]})
     assert r["default"] is True and r["output"] == "DEFAULT"
-    assert "failed to load" in r["default_explanation"]
     logs = c.get_clipper_logs(str(tmp_path / "logs"))
     assert any("broken" in Path(f).name and "failed to load" in Path(f).read_text() for f in logs)
 

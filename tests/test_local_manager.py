@@ -185,7 +185,7 @@ def test_build_model_rejects_missing_directory(clipper_home: Path, tmp_path: Pat
     cm = LocalContainerManager("builder")
     with pytest.raises(ClipperException, match="does not exist"):
         cm.build_model("m", "1", str(tmp_path / "missing"), "base")
-    with pytest.raises(ClipperException, match="Invalid model name"):
+    with pytest.raises(ClipperException, match=r"Invalid value: \.\./evil: a model name must be a valid DNS-1123"):
         cm.build_model("../evil", "1", str(tmp_path), "base")
 
 
