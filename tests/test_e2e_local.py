@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -52,15 +53,15 @@ def predict(c: ClipperConnection, app: str, body: dict) -> dict:
     return r.json()
 
 
-def version_one(xs):  # type: ignore[no-untyped-def]
+def version_one(xs: list[Any]) -> list[str]:
     return ["1" for _ in xs]
 
 
-def version_two(xs):  # type: ignore[no-untyped-def]
+def version_two(xs: list[Any]) -> list[str]:
     return ["2" for _ in xs]
 
 
-def feature_sum(xs):  # type: ignore[no-untyped-def]
+def feature_sum(xs: list[Any]) -> list[str]:
     return [str(sum(x)) for x in xs]
 
 
@@ -168,9 +169,10 @@ def test_unloadable_function_fails_the_deploy(conn: ClipperConnection, tmp_path:
 
 
 def test_predict_exception_keeps_replica_alive(conn: ClipperConnection) -> None:
-    def picky(xs):  # type: ignore[no-untyped-def]
+    def picky(xs: list[Any]) -> list[str]:
         if any(x[0] < 0 for x in xs):
-            raise ValueError("negative input")
+            msg = "negative input"
+            raise ValueError(msg)
         return [str(x[0]) for x in xs]
 
     c = conn

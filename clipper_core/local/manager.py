@@ -20,15 +20,7 @@ from typing import Any, ClassVar
 
 import redis
 
-from clipper_core.config_store import (
-    CONTAINER_DB,
-    LOCAL_DEPLOYMENT_DB,
-    _s,
-    container_key,
-    deployment_key,
-    deployment_pattern,
-    model_key,
-)
+from clipper_core.config_store import LOCAL_DEPLOYMENT_DB, deployment_key, deployment_pattern, model_key
 from clipper_core.container_manager import (
     DEFAULT_CACHE_SIZE,
     STANDARD_OPTIONS,
@@ -42,6 +34,7 @@ from clipper_core.files import read_json, tail, write_json_atomic
 from clipper_core.local._build import build_local_model
 from clipper_core.local._lifecycle import accepts, check_ports, clear_stale, stop_cluster, wait_until_up
 from clipper_core.local._state import ENV_CLUSTER_DIR, ClusterPaths, image_model_dir, is_supervisor
+from clipper_core.local._waits import wait_for_replicas
 
 logger = logging.getLogger(__name__)
 
@@ -388,7 +381,8 @@ class LocalContainerManager(ContainerManager):
             if not self.redis_ip:
                 client.delete(model_key(name, version))  # the older unscoped layout
         except redis.RedisError as exc:
-            raise self._redis_unreachable(f"set {num_replicas} replicas for model {name}:{version}", exc) from exc
+            action = f"set {num_replicas} replicas for model {name}:{version}"
+            raise self._redis_unreachable(action, exc) from exc
         finally:
             client.close()
 
@@ -415,7 +409,8 @@ class LocalContainerManager(ContainerManager):
         try:
             client.delete(*keys)
         except redis.RedisError as exc:
-            raise self._redis_unreachable(f"stop models {', '.join(model_key(*p) for p in pairs)}", exc) from exc
+            action = f"stop models {', '.join(model_key(*p) for p in pairs)}"
+            raise self._redis_unreachable(action, exc) from exc
         finally:
             client.close()
         self._wait_for_replicas({model_key(name, version): 0 for name, version in pairs})
@@ -441,97 +436,13 @@ class LocalContainerManager(ContainerManager):
             if keys:
                 client.delete(*keys)
         except redis.RedisError as exc:
-            raise self._redis_unreachable("stop the model replicas", exc) from exc
+            action = "stop the model replicas"
+            raise self._redis_unreachable(action, exc) from exc
         finally:
             client.close()
 
     def _wait_for_replicas(self, wanted: dict[str, int], min_connected: int | None = None) -> None:
-        """Wait until each ``<name>:<version>`` has exactly ``wanted`` replica processes (none being stopped) and
-        ``min_connected`` of them (default: all) are connected to the query frontend.
-
-        Fails early with a :class:`DeploymentError` when a replica reports that its model failed to load, or when
-        one keeps exiting; with a :class:`ContainerManagerError` at the deadline.
-        """
-        deadline = time.monotonic() + self.deploy_timeout
-        baseline = self._restart_counts(wanted)
-        while True:
-            replicas = self._processes().get("replicas") or {}
-            pending = None
-            for key, count in wanted.items():
-                entries = replicas.get(key, [])
-                live = {int(e["pid"]) for e in entries if e.get("pid") and not e.get("stopping")}
-                need = count if min_connected is None else min(count, min_connected)
-                records = self._connected_records(key, live) if live and count else {}
-                for pid, record in records.items():
-                    if record.get("status") == "error":
-                        raise self._load_error(key, pid, record.get("error", ""))
-                for entry in entries if count else []:
-                    restarts = int(entry.get("restarts", 0)) - baseline.get((key, entry.get("slot")), 0)
-                    if not entry.get("stopping") and restarts >= 2 and int(entry["pid"]) not in records:
-                        raise self._exit_error(key, entry, restarts)
-                if len(entries) != count or len(live) != count or len(records) < need:
-                    pending = (key, len(live), len(records), count)
-                    break
-            if pending is None:
-                return
-            if not self.is_running():
-                msg = f"Clipper cluster '{self.cluster_name}' stopped while waiting for model replicas"
-                raise ContainerManagerError(msg)
-            if time.monotonic() >= deadline:
-                key, running, connected, count = pending
-                name, _, version = key.partition(":")
-                log = self.paths.replica_log(name, version, 0)
-                msg = (
-                    f"Model {key}: {running} of {count} replicas running and {connected} connected to the query "
-                    f"frontend after {self.deploy_timeout:.0f} s. Last lines of {log}:\n{tail(log)}"
-                )
-                raise ContainerManagerError(msg)
-            time.sleep(0.1)
-
-    def _restart_counts(self, wanted: dict[str, int]) -> dict[tuple[str, Any], int]:
-        replicas = self._processes().get("replicas") or {}
-        return {
-            (key, e.get("slot")): int(e.get("restarts", 0)) for key in wanted for e in replicas.get(key, [])
-        }
-
-    def _connected_records(self, key: str, pids: set[int]) -> dict[int, dict[str, str]]:
-        """The query frontend's replica records (Redis DB 3) of ``key`` that belong to the processes ``pids``."""
-        name, _, version = key.partition(":")
-        client = redis.Redis(
-            host=self._redis_host, port=self.redis_port, db=CONTAINER_DB, socket_connect_timeout=1.0, socket_timeout=2.0
-        )
-        out: dict[int, dict[str, str]] = {}
-        try:
-            for rkey in client.scan_iter(match=container_key(name, version, "*"), count=1000):
-                record = {_s(k): _s(v) for k, v in client.hgetall(rkey).items()}
-                try:
-                    pid = int(record.get("pid", ""))
-                except ValueError:
-                    continue
-                if pid in pids and record.get("model_name") == name and record.get("model_version") == version:
-                    out[pid] = record
-        except redis.RedisError as exc:
-            logger.debug("could not read the replica records of %s: %s", key, exc)
-        finally:
-            client.close()
-        return out
-
-    def _load_error(self, key: str, pid: int, error: str) -> DeploymentError:
-        name, _, version = key.partition(":")
-        msg = (
-            f"Model {key} failed to load in its replica (pid {pid}): {error}. "
-            f"{self.replica_log_hint(name, version)}"
-        )
-        return DeploymentError(msg)
-
-    def _exit_error(self, key: str, entry: dict[str, Any], restarts: int) -> DeploymentError:
-        name, _, version = key.partition(":")
-        log = self.paths.replica_log(name, version, int(entry.get("slot", 0)))
-        msg = (
-            f"Replica {entry.get('slot', 0)} of model {key} exited {restarts} times before connecting to the query "
-            f"frontend. Last lines of {log}:\n{tail(log)}"
-        )
-        return DeploymentError(msg)
+        wait_for_replicas(self, wanted, min_connected)
 
     # -- logs ----------------------------------------------------------------------------------------
 

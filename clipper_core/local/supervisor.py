@@ -65,7 +65,8 @@ class Supervisor:
         self.paths = ClusterPaths(root)
         config = read_json(self.paths.cluster_json)
         if config is None:
-            raise SystemExit(f"no readable cluster.json in {root}")
+            msg = f"no readable cluster.json in {root}"
+            raise SystemExit(msg)
         self.config = config
         self.cluster_name: str = config.get("cluster_name") or root.name
         self.host: str = config.get("host", "127.0.0.1")

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.cluster
 
 
 class _RaisesOnLoad:
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[type[int], tuple[str]]:
         return (int, ("this is not a number",))  # unpickling calls int(...) -> ValueError
 
 
