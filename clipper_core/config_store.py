@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
 
 logger = logging.getLogger(__name__)
 
@@ -238,20 +239,24 @@ class ConfigStore:
         return int(await self.db(METADATA_DB).incr(f"{REPLICA_COUNTER_PREFIX}{name}:{version}")) - 1
 
     async def add_container(self, name: str, version: str, replica_id: int, fields: dict[str, str]) -> None:
-        mapping = {
+        mapping: dict[FieldT, EncodableT] = {
             "model_id": model_key(name, version),
             "model_name": name,
             "model_version": version,
             "model_replica_id": str(replica_id),
             "batch_size": "1",
-            **fields,
         }
+        for field, value in fields.items():  # (a loop: redis-py's mapping type is invariant in its key type)
+            mapping[field] = value
         await self.db(CONTAINER_DB).hset(container_key(name, version, replica_id), mapping=mapping)
 
     async def update_container(self, name: str, version: str, replica_id: int, fields: dict[str, str]) -> None:
         key = container_key(name, version, replica_id)
         if await self.db(CONTAINER_DB).exists(key):
-            await self.db(CONTAINER_DB).hset(key, mapping=fields)
+            mapping: dict[FieldT, EncodableT] = {}
+            for field, value in fields.items():
+                mapping[field] = value
+            await self.db(CONTAINER_DB).hset(key, mapping=mapping)
 
     async def get_container(self, name: str, version: str, replica_id: int | str) -> dict[str, str] | None:
         raw = await self.db(CONTAINER_DB).hgetall(container_key(name, version, replica_id))
