@@ -55,8 +55,9 @@ def connect(kube_context: str | None = None, config_file: str | None = None) -> 
         if in_cluster:
             config.load_incluster_config(client_configuration=cfg)
             context = "in-cluster"
-        else:
-            config.load_kube_config(config_file=config_file, context=kube_context, client_configuration=cfg)
+        else:  # $KUBECONFIG is read now, not when the kubernetes package was imported
+            path = config_file or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+            config.load_kube_config(config_file=path, context=kube_context, client_configuration=cfg)
     except (config.ConfigException, OSError, TypeError, ValueError) as exc:
         where = config_file or os.environ.get("KUBECONFIG") or "~/.kube/config"
         msg = (
