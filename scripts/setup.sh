@@ -34,7 +34,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$inputs" ]; then
     echo "==> installing clipper packages into .venv"
     log=.venv/install.log
     pkgs=(-e '.[test]' -e ./frontend)
-    for dir in plugins/*/ tests/plugins/*/; do pkgs+=(-e "./$dir"); done
+    for dir in plugins/*/ tests/plugins/*/; do
+        # A plugin's own test dependencies come with it (its optional-dependencies "test" extra).
+        if grep -q '^test = ' "$dir/pyproject.toml"; then pkgs+=(-e "./${dir%/}[test]"); else pkgs+=(-e "./$dir"); fi
+    done
     if ! { .venv/bin/python -m pip install --upgrade pip setuptools wheel &&
            .venv/bin/python -m pip install "${pkgs[@]}"; } >"$log" 2>&1; then
         tail -40 "$log" >&2

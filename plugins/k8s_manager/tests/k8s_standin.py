@@ -15,7 +15,9 @@ import asyncio
 import datetime
 import itertools
 import json
+import os
 import re
+import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -26,7 +28,19 @@ import aiohttp.web
 import kmock
 from kmock._internal import parsing
 
-NODE_PORTS = itertools.count(30000)
+NODE_PORTS = itertools.count(30000 + os.getpid() % 2000)
+
+
+def free_node_port() -> int:
+    """The next port of the NodePort range that nothing on this host listens on (e2e tests forward it)."""
+    for port in NODE_PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", 30000 + (port - 30000) % 2768))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("unreachable")
 _NS_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?/?")
 
 
@@ -85,7 +99,8 @@ class StandIn(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.faults: list[Fault] = []
-        #: deployment dict -> "ready" | "pending" | (reason, message) for a container that waits for good.
+        #: deployment dict -> "ready" | "pending" | the number of ready pods | (reason, message) for a container
+        #: that waits for good.
         self.pod_behaviour: Callable[[dict[str, Any]], Any] = lambda dep: "ready"
         self.lb_ingress_ip: str | None = "192.0.2.10"
         for resource in (DEPLOYMENTS, REPLICASETS, PODS, NODES, kmock.resource("", "v1", "services"),
@@ -195,7 +210,7 @@ class StandIn(kmock.KubernetesEmulator):
             spec.setdefault("clusterIP", f"10.96.0.{len(self.live(resource)) + 10}")
             if spec.get("type") in ("NodePort", "LoadBalancer"):
                 for port in spec.get("ports", []):
-                    port.setdefault("nodePort", next(NODE_PORTS))
+                    port.setdefault("nodePort", free_node_port())
             if spec.get("type") == "LoadBalancer" and self.lb_ingress_ip:
                 body["status"] = {"loadBalancer": {"ingress": [{"ip": self.lb_ingress_ip}]}}
         return self.put(resource, ns, body)
@@ -245,8 +260,9 @@ class StandIn(kmock.KubernetesEmulator):
                 self.objects[(PODS, ns, extra)].delete()
             for i in range(want):
                 pod_name = f"{rs_name}-{i:05d}"
-                self.put(PODS, ns, self._pod(pod_name, labels, template["spec"], behaviour))
-            ready = want if behaviour == "ready" else 0
+                pod_state = behaviour if not isinstance(behaviour, int) else "ready" if i < behaviour else "pending"
+                self.put(PODS, ns, self._pod(pod_name, labels, template["spec"], pod_state))
+            ready = want if behaviour == "ready" else min(behaviour, want) if isinstance(behaviour, int) else 0
             status = {"observedGeneration": dep["metadata"].get("generation", 1), "replicas": want,
                       "updatedReplicas": want, "readyReplicas": ready or None, "availableReplicas": ready or None,
                       "unavailableReplicas": (want - ready) or None}
