@@ -38,6 +38,9 @@ class Cluster:
         """``Kind/name`` of every object in the store carrying the cluster's label."""
         from clipper_core.container_manager import CLIPPER_DOCKER_LABEL
 
+        if self.server is None:
+            return self._labelled_in_real_cluster(cluster_name)
+
         def find() -> list[str]:
             return sorted(
                 f"{obj.get('kind') or res.plural}/{obj['metadata']['name']}"
@@ -46,6 +49,28 @@ class Cluster:
             )
 
         return self.call(find)
+
+    def _labelled_in_real_cluster(self, cluster_name: str, namespace: str = "default") -> list[str]:
+        from kubernetes import client, config
+
+        from clipper_core.container_manager import CLIPPER_DOCKER_LABEL
+
+        api = config.new_client_from_config(config_file=self.kubeconfig)
+        core, apps, rbac = client.CoreV1Api(api), client.AppsV1Api(api), client.RbacAuthorizationV1Api(api)
+        selector = f"{CLIPPER_DOCKER_LABEL}={cluster_name}"
+        found = []
+        for kind, lister in (
+            ("Deployment", lambda: apps.list_namespaced_deployment(namespace, label_selector=selector)),
+            ("ReplicaSet", lambda: apps.list_namespaced_replica_set(namespace, label_selector=selector)),
+            ("Pod", lambda: core.list_namespaced_pod(namespace, label_selector=selector)),
+            ("Service", lambda: core.list_namespaced_service(namespace, label_selector=selector)),
+            ("ConfigMap", lambda: core.list_namespaced_config_map(namespace, label_selector=selector)),
+            ("ClusterRole", lambda: rbac.list_cluster_role(label_selector=selector)),
+            ("ClusterRoleBinding", lambda: rbac.list_cluster_role_binding(label_selector=selector)),
+        ):
+            # pods being deleted still show up for their grace period; they are on their way out
+            found += [f"{kind}/{o.metadata.name}" for o in lister().items if not o.metadata.deletion_timestamp]
+        return sorted(found)
 
 
 @pytest.fixture(scope="session")

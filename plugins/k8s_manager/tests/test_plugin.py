@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from conftest import Cluster
 
 
@@ -53,3 +54,26 @@ def test_clipper_reports_an_unknown_kube_context(k8s: Cluster) -> None:
     out = _clipper(k8s, "status", "--manager", "kubernetes", "--kube-context", "no-such-context")
     assert out.returncode == 1
     assert "error: Could not load Kubernetes credentials" in out.stderr and "no-such-context" in out.stderr
+
+
+def test_build_model_without_the_docker_plugin_says_what_to_install(
+    k8s: Cluster, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clipper_k8s import KubernetesContainerManager
+
+    from clipper_core.errors import DeploymentError
+
+    cm = KubernetesContainerManager(cluster_name="nodocker")
+    monkeypatch.setitem(sys.modules, "clipper_docker._build", None)  # as if clipper-docker were not installed
+    with pytest.raises(DeploymentError, match="pip install clipper-docker"):
+        cm.build_model("m", "1", str(tmp_path), "default")
+
+
+def test_importing_the_plugin_does_not_import_the_kubernetes_client() -> None:
+    code = (
+        "import sys, clipper_k8s, clipper_k8s.hooks, clipper_k8s.manager\n"
+        "from clipper_core.registry import PluginHost\n"
+        "PluginHost().container_managers().get('kubernetes')\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'kubernetes'], 'kubernetes imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
