@@ -27,8 +27,13 @@ class ObjectsMixin:
     def _errors(self, what: str, error: type[ClipperException] = ContainerManagerError) -> Any:
         raise NotImplementedError
 
-    def _create(self, body: dict[str, Any], error: type[ClipperException] = ContainerManagerError) -> None:
-        """Create ``body``; an object of that name that already exists is left as it is (as the original)."""
+    def _create(
+        self, body: dict[str, Any], error: type[ClipperException] = ContainerManagerError, update: bool = False
+    ) -> None:
+        """Create ``body``; an object of that name that already exists is left as it is (as the original), or, with
+        ``update``, a Deployment gets ``body``'s spec, which rolls its pods (one new ready pod before an old goes)."""
+        from kubernetes.client.exceptions import ApiException
+
         kind, name, ns = body["kind"], body["metadata"]["name"], self.k8s_namespace
         apis, timeout = self._apis, self.request_timeout
         creators = {
@@ -38,9 +43,18 @@ class ObjectsMixin:
             "ClusterRoleBinding": lambda: apis.rbac.create_cluster_role_binding(body, _request_timeout=timeout),
         }
         where = f"{ns}/{name}" if kind in ("Deployment", "Service") else name
-        with self._errors(f"Could not create Kubernetes {kind} {where}", error), ignore_status(409):
-            creators[kind]()
-        logger.debug("created %s %s", kind, where)
+        with self._errors(f"Could not create Kubernetes {kind} {where}", error):
+            try:
+                creators[kind]()
+                logger.debug("created %s %s", kind, where)
+                return
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        if update and kind == "Deployment":
+            with self._errors(f"Could not update Kubernetes Deployment {where}", error):
+                self._apis.apps.patch_namespaced_deployment(name, ns, {"spec": body["spec"]}, _request_timeout=timeout)
+            logger.info("updated Deployment %s (rolling update)", where)
 
     def _cluster_deployments(self, role: str | None = None) -> list[Any]:
         terms = [f"{mf.CLIPPER_NAME_LABEL}={role}"] if role else []

@@ -344,7 +344,7 @@ class KubernetesContainerManager(ObjectsMixin, ContainerManager):
 
     def set_model_options(self, name: str, version: str | None = None, **options: Any) -> None:
         """Pod options for a model (all versions, or one): ``resources``, ``liveness_probe``, ``readiness_probe``,
-        ``image_pull_policy``. They apply to Deployments created afterwards (deploy_model, set_num_replicas)."""
+        ``image_pull_policy``. They apply to the Deployments deploy_model creates or updates afterwards."""
         unknown = sorted(set(options) - set(MODEL_OPTIONS))
         if unknown:
             msg = f"Unknown model options {unknown}; known: {', '.join(MODEL_OPTIONS)}"
@@ -364,18 +364,24 @@ class KubernetesContainerManager(ObjectsMixin, ContainerManager):
         """One Deployment per query frontend, each with ``num_replicas`` replicas; waits until they are available.
 
         ``options`` (``resources``, ``liveness_probe``, ``readiness_probe``, ``image_pull_policy``) shape the pods.
+        Deploying a version that already has Deployments updates them: a rolling update that starts a new ready pod
+        before it stops an old one (``maxUnavailable: 0``), so queries keep being answered.
         """
         version = str(version)
         num_replicas = self._check_count(num_replicas)
         opts = self._options_for(name, version, options)
-        created: list[str] = []
+        created: list[str] = []  # new Deployments, removed again when the deploy fails (an updated one keeps rolling)
+        waits: list[str] = []
         try:
             for i in range(self.num_frontend_replicas):
                 body = mf.model_deployment(self.cluster_name, self.k8s_namespace, name, version, i, input_type,
                                            image, num_replicas, opts)
-                self._create(body, error=DeploymentError)
-                created.append(body["metadata"]["name"])
-            for dep in created:
+                existed = self._read_scale(body["metadata"]["name"]) is not None
+                self._create(body, error=DeploymentError, update=True)
+                if not existed:
+                    created.append(body["metadata"]["name"])
+                waits.append(body["metadata"]["name"])
+            for dep in waits:
                 self._wait(dep, num_replicas, f"model {name}:{version}, image {image}", self.deploy_timeout,
                            DeploymentError)
         except BaseException:

@@ -81,6 +81,23 @@ def test_deploy_scale_and_stop_models(k8s: Cluster, managers: Callable[..., Any]
     assert cm.is_running()
 
 
+def test_deploying_a_version_again_rolls_its_deployment(
+    k8s: Cluster, managers: Callable[..., Any], cluster_name: str
+) -> None:
+    cm = managers(cluster_name=cluster_name)
+    start(cm)
+    cm.deploy_model("m", "1", "doubles", MODEL_IMAGE)
+    name = f"m-1-deployment-at-0-at-{cluster_name}"
+    cm.set_model_options("m", resources={"limits": {"memory": "512Mi"}})
+    cm.deploy_model("m", "1", "doubles", MODEL_IMAGE + "-patched", num_replicas=2)
+    dep = cm._k8s_apps.read_namespaced_deployment(name, "default")
+    container = dep.spec.template.spec.containers[0]
+    assert container.image == MODEL_IMAGE + "-patched"
+    assert container.resources.limits == {"memory": "512Mi"}
+    assert dep.spec.replicas == 2 and dep.spec.strategy.rolling_update.max_unavailable == 0
+    assert [o for o in k8s.labelled(cluster_name) if o.startswith("Deployment/m-1")] == [f"Deployment/{name}"]
+
+
 def test_stop_all_leaves_no_labelled_object(k8s: Cluster, managers: Callable[..., Any], cluster_name: str) -> None:
     cm = managers(cluster_name=cluster_name)
     start(cm)
@@ -207,6 +224,18 @@ def test_unreachable_api_server_fails_fast(tmp_path: Any, monkeypatch: pytest.Mo
     with pytest.raises(ContainerManagerError, match=f"API server at http://127.0.0.1:{port} is unreachable"):
         KubernetesContainerManager(cluster_name="nowhere")
     assert time.monotonic() - t0 < 30
+
+
+def test_in_cluster_credentials_are_used_inside_a_pod(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a pod (KUBERNETES_SERVICE_HOST set) the service account is used; here it has no token file."""
+    from clipper_k8s import KubernetesContainerManager
+
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "1")
+    if os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/token"):
+        pytest.skip("running inside a pod: the service account exists")
+    with pytest.raises(ContainerManagerError, match="from the pod service account.*token"):
+        KubernetesContainerManager()
 
 
 def test_missing_kubeconfig_is_a_clear_error(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
