@@ -188,6 +188,8 @@ class StandIn(kmock.KubernetesEmulator):
             if name not in self.namespaces:
                 return _status(404, "NotFound", f'namespaces "{name}" not found')
             return aiohttp.web.json_response(self.namespaces[name])
+        if name is not None and method == "DELETE" and name in self.namespaces:
+            return aiohttp.web.json_response(self.namespaces.pop(name))
         return _status(405, "MethodNotAllowed", f"{method} on namespaces is not emulated")
 
     def _list(self, resource: Any, ns: str | None, selector: str) -> aiohttp.web.Response:

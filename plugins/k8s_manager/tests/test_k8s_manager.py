@@ -84,6 +84,7 @@ def test_deploy_scale_and_stop_models(k8s: Cluster, managers: Callable[..., Any]
 def test_deploying_a_version_again_rolls_its_deployment(
     k8s: Cluster, managers: Callable[..., Any], cluster_name: str
 ) -> None:
+    k8s.handler  # noqa: B018 - the "-patched" image exists only for the stand-in
     cm = managers(cluster_name=cluster_name)
     start(cm)
     cm.deploy_model("m", "1", "doubles", MODEL_IMAGE)
@@ -183,8 +184,11 @@ def test_unknown_namespace_is_refused_unless_created(k8s: Cluster, managers: Cal
     with pytest.raises(ContainerManagerError, match="Namespace does not exist.*create_namespace_if_not_exists=True"):
         managers(namespace=ns)
     cm = managers(namespace=ns, create_namespace_if_not_exists=True, cluster_name="c1")
-    assert cm.k8s_namespace == ns and cm.cluster_identifier == "c1"
-    cm._k8s_v1.read_namespace(ns)
+    try:
+        assert cm.k8s_namespace == ns and cm.cluster_identifier == "c1"
+        assert cm._k8s_v1.read_namespace(ns).metadata.name == ns
+    finally:
+        cm._k8s_v1.delete_namespace(ns)
 
 
 @pytest.mark.parametrize(
