@@ -53,11 +53,13 @@ def connect(kube_context: str | None = None, config_file: str | None = None) -> 
     context = kube_context
     try:
         if in_cluster:
-            config.load_incluster_config(client_configuration=cfg)
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
             context = "in-cluster"
         else:  # $KUBECONFIG is read now, not when the kubernetes package was imported
             path = config_file or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-            config.load_kube_config(config_file=path, context=kube_context, client_configuration=cfg)
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path, context=kube_context, client_configuration=cfg
+            )
     except (config.ConfigException, OSError, TypeError, ValueError) as exc:
         where = config_file or os.environ.get("KUBECONFIG") or "~/.kube/config"
         msg = (

@@ -6,6 +6,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from clipper_core.container_manager import CLIPPER_NAME_LABEL
 from clipper_core.errors import ClipperException, ContainerManagerError
 from clipper_k8s import _manifests as mf
 from clipper_k8s._api import ignore_status
@@ -57,7 +58,7 @@ class ObjectsMixin:
             logger.info("updated Deployment %s (rolling update)", where)
 
     def _cluster_deployments(self, role: str | None = None) -> list[Any]:
-        terms = [f"{mf.CLIPPER_NAME_LABEL}={role}"] if role else []
+        terms = [f"{CLIPPER_NAME_LABEL}={role}"] if role else []
         selector = mf.cluster_selector(self.cluster_name, *terms)
         with self._errors(f"Listing the Deployments of cluster {self.cluster_name} in namespace {self.k8s_namespace}"):
             found = self._apis.apps.list_namespaced_deployment(

@@ -31,6 +31,7 @@ from clipper_core.container_manager import (
 )
 from clipper_core.errors import ClipperException, ContainerManagerError, DeploymentError
 from clipper_k8s import _manifests as mf
+from clipper_k8s._addresses import AddressesMixin
 from clipper_k8s._api import Apis, api_errors, ignore_status
 from clipper_k8s._config import LOAD_BALANCER, check_cluster_name, determine_service_types, parse_bool
 from clipper_k8s._objects import ObjectsMixin
@@ -42,15 +43,11 @@ NAMESPACE_MISSING = (
     "Error connecting to Kubernetes cluster. Namespace does not exist. You can pass in "
     "KubernetesContainerManager(create_namespace_if_not_exists=True) to crate this namespcae"
 )
-NO_NODE_ADDRESS = (
-    "Error connecting to Kubernetes cluster. No external node addresses found. You may pass in "
-    "KubernetesContainerManager(useInternalIP=True) to connect to local Kubernetes cluster"
-)
 #: Keyword arguments of ``deploy_model`` / ``set_model_options`` that shape a model's pods.
 MODEL_OPTIONS = ("resources", "liveness_probe", "readiness_probe", "image_pull_policy")
 
 
-class KubernetesContainerManager(ObjectsMixin, ContainerManager):
+class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager):
     """Runs one Clipper cluster in a Kubernetes namespace; every object carries ``ai.clipper.container.label``."""
 
     PLUGIN_NAME: ClassVar[str] = "kubernetes"
@@ -149,7 +146,7 @@ class KubernetesContainerManager(ObjectsMixin, ContainerManager):
             self._k8s_v1.create_namespace(mf.namespace_manifest(ns), _request_timeout=self.request_timeout)
         logger.info("created namespace %s", ns)
 
-    # -- start / connect -------------------------------------------------------------------------------------
+    # -- start / connect ------------------------------------------------------------------------------------------
 
     def start_clipper(
         self,
@@ -230,79 +227,17 @@ class KubernetesContainerManager(ObjectsMixin, ContainerManager):
         logger.info("[%s] connected (query %s, admin %s)", self.cluster_identifier, self.get_query_addr(),
                     self.get_admin_addr())
 
-    def _read_service(self, name: str) -> Any | None:
-        from kubernetes.client.exceptions import ApiException
-
-        with self._errors(f"Could not connect to Clipper Kubernetes cluster. Reading Service {name}"):
-            try:
-                return self._k8s_v1.read_namespaced_service(name, self.k8s_namespace,
-                                                            _request_timeout=self.request_timeout)
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                raise
-
-    def _service_endpoint(self, service: Any, port_name: int) -> tuple[int, str | None]:
-        """(port, LoadBalancer IP or None): the NodePort by port name, or the service port behind a LoadBalancer."""
-        port = next((p for p in service.spec.ports or [] if str(p.name) == str(port_name)), None)
-        if port is None:
-            msg = f"Service {service.metadata.name} has no port named {port_name!r}"
-            raise ContainerManagerError(msg)
-        if service.spec.type == LOAD_BALANCER:
-            ingress = (service.status.load_balancer.ingress or []) if service.status and service.status.load_balancer \
-                else []
-            ip = next((i.ip or i.hostname for i in ingress if i.ip or i.hostname), None)
-            if ip is None:
-                msg = (
-                    f"LoadBalancer Service {self.k8s_namespace}/{service.metadata.name} has no ingress address yet; "
-                    "wait for the cloud load balancer and call connect() again"
-                )
-                raise ContainerManagerError(msg)
-            return int(port.port), ip
-        return int(port.node_port or port.port), None
-
-    def _node_hosts(self, required: bool = True) -> list[str]:
-        with self._errors("Listing the cluster's nodes"):
-            nodes = self._k8s_v1.list_node(_request_timeout=self.request_timeout).items
-        addresses = [(a.type, a.address) for n in nodes for a in (n.status.addresses or []) if n.status]
-        hosts = [addr for kind, addr in addresses if kind == "ExternalDNS"]
-        if not hosts and self.useInternalIP:
-            logger.warning("No external node addresses found. Using Internal IP address")
-            hosts = [addr for kind, addr in addresses if kind == "InternalIP"]
-        if not hosts and required:
-            raise ContainerManagerError(NO_NODE_ADDRESS)
-        return hosts
-
-    # -- addresses ------------------------------------------------------------------------------------------------
-
-    def _addr(self, service: str, port: int, ip: str | None, internal_port: int) -> str:
-        if ip is not None:
-            return f"{ip}:{port}"
-        if self.use_k8s_proxy:
-            return (f"{self.kubernetes_proxy_addr}/api/v1/namespaces/{self.k8s_namespace}/services/"
-                    f"{service}:{internal_port}/proxy")
-        if not self.external_node_hosts:
-            msg = f"No address for Clipper cluster '{self.cluster_name}' yet: call connect() or start_clipper() first"
-            raise ContainerManagerError(msg)
-        return f"{self.external_node_hosts[0]}:{port}"
-
-    def get_admin_addr(self) -> str:
-        return self._addr(mf.mgmt_name(self.cluster_name), self.clipper_management_port, self.clipper_management_ip,
-                          mf.MGMT_PORT)
-
-    def get_query_addr(self) -> str:
-        return self._addr(mf.query_service_name(self.cluster_name), self.clipper_query_port, self.clipper_query_ip,
-                          mf.QUERY_PORT)
-
-    def get_metric_addr(self) -> str:
-        return self.get_query_addr()  # the query frontend serves /metrics itself
-
     def is_running(self) -> bool:
         return bool(self._cluster_deployments(mf.ROLE_QUERY))
 
     def describe(self) -> dict[str, Any]:
-        info = {"manager": self.PLUGIN_NAME, "cluster_name": self.cluster_name, "namespace": self.k8s_namespace,
-                "api_server": self._apis.host, "service_types": dict(self.service_types)}
+        info: dict[str, Any] = {
+            "manager": self.PLUGIN_NAME,
+            "cluster_name": self.cluster_name,
+            "namespace": self.k8s_namespace,
+            "api_server": self._apis.host,
+            "service_types": dict(self.service_types),
+        }
         info["running"] = self.is_running()
         if info["running"]:
             self.connect()
@@ -339,8 +274,9 @@ class KubernetesContainerManager(ObjectsMixin, ContainerManager):
             logger.warning("build_model without container_registry: the image %s-%s:%s stays on this Docker host; "
                            "the cluster can only run it if its nodes share that image store (kind load, minikube)",
                            self.cluster_identifier, name, version)
-        return build_model_image(connect_docker(), self.cluster_identifier, name, version, model_data_path,
-                                 base_image, container_registry, pkgs_to_install)
+        image: str = build_model_image(connect_docker(), self.cluster_identifier, name, version, model_data_path,
+                                       base_image, container_registry, pkgs_to_install)
+        return image
 
     def set_model_options(self, name: str, version: str | None = None, **options: Any) -> None:
         """Pod options for a model (all versions, or one): ``resources``, ``liveness_probe``, ``readiness_probe``,

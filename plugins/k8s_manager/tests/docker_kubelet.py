@@ -17,7 +17,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from typing import Any
 
 from k8s_standin import DEPLOYMENTS, ApiServer
@@ -237,10 +236,3 @@ def _pause_image() -> str:
 
     return f"{clipper_registry()}/redis:{__version__}"
 
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.25)

@@ -40,7 +40,10 @@ def free_node_port() -> int:
             except OSError:
                 continue
             return int(s.getsockname()[1])
-    raise RuntimeError("unreachable")
+    msg = "unreachable: the port counter never ends"
+    raise RuntimeError(msg)
+
+
 _NS_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?/?")
 
 
@@ -300,7 +303,8 @@ class ApiServer:
         self._thread = threading.Thread(target=self._run, name="k8s-standin", daemon=True)
         self._thread.start()
         if not self._ready.wait(30):
-            raise RuntimeError("the Kubernetes API stand-in did not start within 30 s")
+            msg = "the Kubernetes API stand-in did not start within 30 s"
+            raise RuntimeError(msg)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
