@@ -7,6 +7,9 @@ lists, delete-collection, the ``scale`` and ``log`` subresources, server-side de
 creationTimestamp, generation, nodePorts, LoadBalancer ingress), 404 for objects in a namespace that does not exist,
 injected faults (``faults``: status answers for matching requests), and a kubelet/controller emulation that gives
 each Deployment a ReplicaSet and pods and marks them available, or failing, by the rule in ``pod_behaviour``.
+
+kmock rather than mockernetes, the other stateful stand-in on PyPI: every mockernetes release needs Python 3.12,
+and the project supports 3.10 and runs 3.11 here.
 """
 
 from __future__ import annotations
