@@ -109,6 +109,39 @@ def test_stop_all_leaves_no_labelled_object(k8s: Cluster, managers: Callable[...
     assert not cm.is_running()
 
 
+def test_external_redis_gets_no_redis_objects(
+    k8s: Cluster, managers: Callable[..., Any], cluster_name: str
+) -> None:
+    k8s.handler  # noqa: B018 - the frontends could not reach redis.example in a real cluster
+    cm = managers(cluster_name=cluster_name, redis_ip="redis.example", redis_port=6380)
+    start(cm)
+    assert not [o for o in k8s.labelled(cluster_name) if "redis" in o]
+    for name in (f"mgmt-frontend-at-{cluster_name}", f"query-frontend-0-at-{cluster_name}"):
+        args = cm._k8s_apps.read_namespaced_deployment(name, "default").spec.template.spec.containers[0].args
+        assert args[args.index("--redis-ip") + 1 :][:3] == ["redis.example", "--redis-port", "6380"], args
+
+
+def test_same_cluster_name_in_two_namespaces_stays_apart(
+    k8s: Cluster, managers: Callable[..., Any], cluster_name: str
+) -> None:
+    ns = f"other-{cluster_name}"
+    here = managers(cluster_name=cluster_name)
+    there = managers(cluster_name=cluster_name, namespace=ns, create_namespace_if_not_exists=True)
+    try:
+        start(here)
+        start(there)
+        assert there.cluster_identifier == cluster_name and here.cluster_identifier == f"default-{cluster_name}"
+        there.stop_all()
+        assert not there.is_running()
+        assert here.is_running()
+        remaining = k8s.labelled(cluster_name)
+        assert f"ClusterRole/clipper-default-{cluster_name}" in remaining, remaining
+        assert f"ClusterRole/clipper-{ns}-{cluster_name}" not in remaining, remaining
+    finally:
+        there.stop_all()
+        there._k8s_v1.delete_namespace(ns)
+
+
 def test_connect_from_a_new_process(k8s: Cluster, managers: Callable[..., Any], cluster_name: str) -> None:
     cm = managers(cluster_name=cluster_name)
     start(cm)
