@@ -29,6 +29,8 @@ FATAL_REASONS = frozenset(
     }
 )
 POLL_INTERVAL = 0.5
+#: Seconds one API request of the wait may take (an API server that stops answering ends the wait too).
+REQUEST_TIMEOUT = 30.0
 
 
 def pod_failure(pod: Any) -> str | None:
@@ -80,7 +82,7 @@ def wait_available(
     last = "no status yet"
     while True:
         with api_errors(f"Reading Deployment {namespace}/{name}", apis.host, error):
-            dep = apis.apps.read_namespaced_deployment(name, namespace)
+            dep = apis.apps.read_namespaced_deployment(name, namespace, _request_timeout=REQUEST_TIMEOUT)
         have = available(dep)
         if have == replicas and (replicas > 0 or not (dep.status and dep.status.replicas)):
             return
@@ -88,7 +90,9 @@ def wait_available(
         failed = _condition_failure(dep)
         if failed is None and have < replicas:
             with api_errors(f"Listing the pods of Deployment {namespace}/{name}", apis.host, error):
-                pods = apis.core.list_namespaced_pod(namespace, label_selector=_selector(dep)).items
+                pods = apis.core.list_namespaced_pod(
+                    namespace, label_selector=_selector(dep), _request_timeout=REQUEST_TIMEOUT
+                ).items
             for pod in pods:
                 failed = pod_failure(pod)
                 if failed:

@@ -78,6 +78,7 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
         create_namespace_if_not_exists: bool = False,
         kube_context: str | None = None,
         kube_config_file: str | None = None,
+        request_timeout: float = 30.0,
     ) -> None:
         self.cluster_name = check_cluster_name(validate_model_name(cluster_name, "cluster name"))
         self.kubernetes_proxy_addr = kubernetes_proxy_addr.rstrip("/") if kubernetes_proxy_addr else None
@@ -92,7 +93,7 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
         self.redis_image = os.environ.get("CLIPPER_REDIS_IMAGE") or f"{clipper_registry()}/redis:{__version__}"
         self.start_timeout = 300.0
         self.deploy_timeout = 300.0
-        self.request_timeout = 30.0
+        self.request_timeout = float(request_timeout)  # seconds per API request
         self.num_frontend_replicas = 1
         self.external_node_hosts: list[str] = []
         self.clipper_query_port = mf.QUERY_PORT

@@ -275,6 +275,28 @@ def test_in_cluster_credentials_are_used_inside_a_pod(monkeypatch: pytest.Monkey
         KubernetesContainerManager()
 
 
+def test_an_api_server_that_never_answers_ends_within_the_request_timeout(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from clipper_k8s import KubernetesContainerManager
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections (backlog), never answers
+        port = silent.getsockname()[1]
+        cfg = tmp_path / "config"
+        cfg.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: s\n"
+            f"clusters: [{{name: s, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n"
+            "users: [{name: s, user: {token: t}}]\ncontexts: [{name: s, context: {cluster: s, user: s}}]\n"
+        )
+        monkeypatch.setenv("KUBECONFIG", str(cfg))
+        t0 = time.monotonic()
+        with pytest.raises(ContainerManagerError, match="unreachable"):
+            KubernetesContainerManager(cluster_name="silent", request_timeout=1.0)
+        assert time.monotonic() - t0 < 10
+
+
 def test_missing_kubeconfig_is_a_clear_error(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from clipper_k8s import KubernetesContainerManager
 
