@@ -306,6 +306,12 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
         """
         version = str(version)
         num_replicas = self._check_count(num_replicas)
+        if len(model_label(name, version)) > 63:
+            msg = (
+                f"Model {name}:{version} cannot run on Kubernetes: its label value '{model_label(name, version)}' "
+                "(<name>_<version>) is longer than the 63 characters Kubernetes allows; use a shorter name or version"
+            )
+            raise DeploymentError(msg)
         opts = self._options_for(name, version, options)
         created: list[str] = []  # new Deployments, removed again when the deploy fails (an updated one keeps rolling)
         waits: list[str] = []

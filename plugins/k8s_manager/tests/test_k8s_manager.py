@@ -75,6 +75,10 @@ def test_deploy_scale_and_stop_models(k8s: Cluster, managers: Callable[..., Any]
     assert cm._k8s_apps.read_namespaced_deployment(name, "default").status.available_replicas == 3
     with pytest.raises(ClipperException, match=">= 0"):
         cm.set_num_replicas("m", "1", "doubles", MODEL_IMAGE, -1)
+    with pytest.raises(DeploymentError, match="longer than the 63 characters"):
+        cm.deploy_model("m" * 60, "1234", "doubles", MODEL_IMAGE)
+    with pytest.raises(ClipperException, match="Unknown deploy_model options"):
+        cm.deploy_model("m", "2", "doubles", MODEL_IMAGE, memory="1Gi")
     cm.stop_models({"m": ["1"]})
     assert cm.get_num_replicas("m", "1") == 0
     assert not [o for o in k8s.labelled(cluster_name) if o.startswith(("Deployment/m-1", "Pod/m-1", "ReplicaSet/m-1"))]
