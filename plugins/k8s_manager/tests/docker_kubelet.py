@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 from k8s_standin import DEPLOYMENTS, ApiServer
@@ -182,7 +183,7 @@ class DockerKubelet:
                 surplus.remove(force=True)
             have = {c.name for c in pods[:want]}
             for i in range(want):
-                if f"{name}-{i}" not in have:
+                if f"{name}-{i}" not in have and not self._stop.is_set():
                     self._start_pod(dep, i)
             self.ready[name] = sum(self._is_ready(dep, c) for c in pods[:want])
         for svc in services:
@@ -221,13 +222,18 @@ class DockerKubelet:
         return True
 
     def stop(self) -> None:
+        """Stop the loop, the forwarders and every container it started (the pause container last)."""
         self._stop.set()
-        self.thread.join(30)
+        self.thread.join(120)  # a step may be pulling an image
         for fwd in self.forwarders.values():
             fwd.close()
-        for c in self._containers():
-            with contextlib.suppress(Exception):
-                c.remove(force=True)
+        deadline = time.monotonic() + 60
+        while (left := self._containers()) and time.monotonic() < deadline:
+            for c in sorted(left, key=lambda c: c.id == self.pause.id):
+                with contextlib.suppress(Exception):
+                    c.remove(force=True)
+        if left:
+            self.errors.append(f"containers left behind: {[c.name for c in left]}")
 
 
 def _pause_image() -> str:

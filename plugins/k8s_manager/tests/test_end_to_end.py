@@ -8,6 +8,7 @@ except with CI=true, where it fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -130,8 +131,7 @@ def test_a_prediction_flows_through_the_objects_the_manager_created(
         model_dir = save_closure(feature_sum, str(tmp_path))
         # built with the Docker plugin, pushed to the registry, and pulled by the "kubelet" (imagePullPolicy Always)
         image = cm.build_model("sum", "1", model_dir, "default", container_registry=registry)
-        assert image == f"{registry}/default-{cluster_name}-sum:1"
-        docker_client.images.remove(image, force=True)  # the pod can only start from the pushed copy
+        assert image == f"{registry}/default-{cluster_name}-sum:1"  # the pull fails unless the push happened
         conn.deploy_model("sum", 1, "doubles", image)
         conn.link_model_to_app("e2e", "sum")
         answer = predict(cm.get_query_addr(), "e2e", {"input": [1.0, 2.5]})
@@ -147,5 +147,7 @@ def test_a_prediction_flows_through_the_objects_the_manager_created(
         conn.stop_all()
         kubelet.stop()
         for leftover in docker_client.images.list(name=f"{registry}/{cm.cluster_identifier}-sum"):
-            docker_client.images.remove(leftover.id, force=True)
+            with contextlib.suppress(Exception):  # best effort: the image is only this test's
+                docker_client.images.remove(leftover.id, force=True)
     assert k8s.labelled(cluster_name) == []
+    assert not [e for e in kubelet.errors if "left behind" in e], kubelet.errors
