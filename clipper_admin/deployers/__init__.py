@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["python"]
+__all__ = ["onnx", "python", "pytorch"]
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -9,6 +9,6 @@ from clipper_core import hookimpl
 
 @hookimpl
 def clipper_register_deployers() -> list[Any]:
-    from clipper_deployers import python
+    from clipper_deployers import onnx, python, pytorch  # framework imports happen on use only
 
-    return [python]
+    return [python, pytorch, onnx]

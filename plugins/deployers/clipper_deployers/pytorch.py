@@ -1,0 +1,200 @@
+"""The PyTorch deployer (reference §6.5): deploy ``func(model, inputs)`` with a ``torch.nn.Module``.
+
+Same functions, parameters and defaults as the original's ``clipper_admin.deployers.pytorch``, except that
+``base_image`` is ``"default"`` (the Python closure image; local clusters run the model with the deploying
+interpreter, so torch must be installed there: ``pip install 'clipper-deployers[torch]'``).
+
+The module is saved in the model directory as TorchScript (``pytorch_model.pt``, ``torch.jit.script``) when it
+can be scripted without losing anything ``func`` might call (public methods other than ``forward``), otherwise as
+a pickled module with its weights (``pytorch_model.pkl``, cloudpickle; a class from a non-installed source file is
+pickled by value). ``serialization="torchscript"`` or ``"pickle"`` forces one. The replica loads it once, on the
+CPU, in eval mode, and calls ``func(model, inputs)`` per batch under ``torch.inference_mode()``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from clipper_core.errors import ClipperException
+from clipper_deployers._model_dir import (
+    build_and_deploy_dir,
+    check_predict_function,
+    dump_by_value,
+    register_deploy_and_link,
+    require_framework,
+    write_model_dir,
+)
+from clipper_deployers.pytorch_runtime import PICKLE, TORCHSCRIPT, TorchPredictor
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+
+    from clipper_core.admin import ClipperConnection
+
+logger = logging.getLogger(__name__)
+
+PLUGIN_NAME = "pytorch"
+#: ``clipper deploy --deployer pytorch --model REF`` passes the object REF names as this argument.
+MODEL_PARAMETER = "pytorch_model"
+EXTRA = "torch"
+TORCHSCRIPT_FILE = "pytorch_model.pt"
+PICKLE_FILE = "pytorch_model.pkl"
+SERIALIZATIONS = ("auto", TORCHSCRIPT, PICKLE)
+
+
+def import_torch() -> ModuleType:
+    """``torch``, or a ClipperException naming ``clipper-deployers[torch]``."""
+    return require_framework("torch", EXTRA, PLUGIN_NAME)
+
+
+def check_pytorch_model(torch: ModuleType, pytorch_model: Any) -> None:
+    if not isinstance(pytorch_model, torch.nn.Module):
+        kind = f"{type(pytorch_model).__module__}.{type(pytorch_model).__qualname__}"
+        msg = f"pytorch_model must be a torch.nn.Module (a TorchScript module is one too), got a {kind}"
+        raise ClipperException(msg)
+
+
+def _lost_by_scripting(torch: ModuleType, model: Any) -> list[str]:
+    """Public methods of the module's own classes (not torch's) that a scripted module would not have."""
+    lost: list[str] = []
+    for cls in type(model).__mro__:
+        if not issubclass(cls, torch.nn.Module) or cls.__module__.partition(".")[0] == "torch":
+            continue
+        for attr, value in vars(cls).items():
+            if attr.startswith("_") or attr == "forward" or not inspect.isfunction(value):
+                continue
+            if getattr(value, "_torchscript_modifier", None) is None:
+                lost.append(attr)
+    return sorted(set(lost))
+
+
+def _script(torch: ModuleType, model: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated.*")
+        return torch.jit.script(model)
+
+
+def _save_script(torch: ModuleType, scripted: Any, path: str) -> None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated.*")
+        torch.jit.save(scripted, path)
+
+
+def save_pytorch_model(pytorch_model: Any, directory: str, serialization: str = "auto") -> dict[str, Any]:
+    """Write ``pytorch_model`` into ``directory``; returns its metadata (``format``, ``file``, versions).
+
+    :raises ClipperException: ``serialization`` is unknown, or the forced format cannot be written.
+    """
+    torch = import_torch()
+    if serialization not in SERIALIZATIONS:
+        msg = f"serialization must be one of {', '.join(SERIALIZATIONS)}; got {serialization!r}"
+        raise ClipperException(msg)
+    kind = f"{type(pytorch_model).__module__}.{type(pytorch_model).__qualname__}"
+    scripted = pytorch_model if isinstance(pytorch_model, torch.jit.ScriptModule) else None
+    if scripted is None and serialization in ("auto", TORCHSCRIPT):
+        lost = _lost_by_scripting(torch, pytorch_model)
+        if lost and serialization == "auto":
+            logger.info("Saving %s as a pickled module: TorchScript would drop %s", kind, ", ".join(lost))
+        else:
+            try:
+                scripted = _script(torch, pytorch_model)
+            except Exception as exc:
+                if serialization == TORCHSCRIPT:
+                    msg = f"torch.jit.script cannot compile the {kind} module: {exc}"
+                    raise ClipperException(msg) from exc
+                logger.info("Saving %s as a pickled module: torch.jit.script failed (%s)", kind, exc)
+    metadata: dict[str, Any] = {"deployer": PLUGIN_NAME, "model_class": kind, "torch_version": torch.__version__}
+    if scripted is not None and serialization != PICKLE:
+        _save_script(torch, scripted, os.path.join(directory, TORCHSCRIPT_FILE))
+        return {**metadata, "format": TORCHSCRIPT, "file": TORCHSCRIPT_FILE}
+    if isinstance(pytorch_model, torch.jit.ScriptModule):
+        msg = "A TorchScript module cannot be saved with serialization='pickle'; use 'auto' or 'torchscript'"
+        raise ClipperException(msg)
+    try:
+        dump_by_value(pytorch_model, os.path.join(directory, PICKLE_FILE), [type(pytorch_model)])
+    except Exception as exc:
+        msg = f"Could not pickle the {kind} module with cloudpickle: {exc!r}"
+        raise ClipperException(msg) from exc
+    return {**metadata, "format": PICKLE, "file": PICKLE_FILE}
+
+
+def prepare_pytorch_model(
+    name: str, func: Callable[..., Any], pytorch_model: Any, serialization: str = "auto"
+) -> str:
+    """Check everything, then write the model directory (a new temporary directory; the caller removes it).
+
+    :raises ClipperException: torch is not installed, ``func`` does not take ``(model, inputs)``, or
+        ``pytorch_model`` is not a ``torch.nn.Module`` or cannot be saved.
+    """
+    torch = import_torch()
+    check_predict_function(func, ("model", "inputs"), PLUGIN_NAME)
+    check_pytorch_model(torch, pytorch_model)
+    predictor = TorchPredictor(func, {})
+    return write_model_dir(
+        name, predictor, lambda d: save_pytorch_model(pytorch_model, d, serialization), [type(pytorch_model)]
+    )
+
+
+def deploy_pytorch_model(
+    clipper_conn: ClipperConnection,
+    name: str,
+    version: Any,
+    input_type: str,
+    func: Callable[..., Any],
+    pytorch_model: Any,
+    base_image: str = "default",
+    labels: list[str] | None = None,
+    registry: str | None = None,
+    num_replicas: int = 1,
+    batch_size: int = -1,
+    pkgs_to_install: list[str] | None = None,
+    *,
+    serialization: str = "auto",
+) -> None:
+    """Deploy ``func(model, inputs)`` (a list of outputs, one per input) with ``pytorch_model`` as ``name:version``.
+
+    :param serialization: ``"auto"`` (TorchScript when nothing is lost, else a pickled module), ``"torchscript"``
+        or ``"pickle"``.
+    :raises ClipperException: bad input (before anything is built) or any build or deploy error.
+    """
+    directory = prepare_pytorch_model(name, func, pytorch_model, serialization)
+    build_and_deploy_dir(
+        clipper_conn, name, version, input_type, directory, base_image, labels, registry, num_replicas, batch_size,
+        pkgs_to_install,
+    )
+    logger.info("PyTorch model %s:%s deployed", name, version)
+
+
+#: The registry facade calls ``deployer.deploy(...)``.
+deploy = deploy_pytorch_model
+
+
+def create_endpoint(
+    clipper_conn: ClipperConnection,
+    name: str,
+    input_type: str,
+    func: Callable[..., Any],
+    pytorch_model: Any,
+    default_output: str = "None",
+    version: Any = 1,
+    slo_micros: int = 3000000,
+    labels: list[str] | None = None,
+    registry: str | None = None,
+    base_image: str = "default",
+    num_replicas: int = 1,
+    batch_size: int = -1,
+    pkgs_to_install: list[str] | None = None,
+    *,
+    serialization: str = "auto",
+) -> None:
+    """Register app ``name``, deploy the model as model ``name`` and link the two (bad input registers nothing)."""
+    directory = prepare_pytorch_model(name, func, pytorch_model, serialization)
+    register_deploy_and_link(
+        clipper_conn, name, version, input_type, directory, default_output, slo_micros, base_image, labels, registry,
+        num_replicas, batch_size, pkgs_to_install,
+    )

@@ -1,0 +1,136 @@
+"""The PyTorch deployer on a real local cluster: TorchScript and pickled modules, batching, errors, bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from framework_cluster import (
+    local_cluster,
+    make_mlp,
+    mean_batch_size,
+    model_metadata,
+    output_row,
+    predict,
+    predict_concurrently,
+    require,
+)
+
+from clipper_admin import ClipperConnection, ClipperException
+from clipper_admin.deployers import pytorch as pytorch_deployer
+from clipper_core.registry import PluginHost
+
+torch = require("torch", "torch")
+
+pytestmark = [pytest.mark.cluster, pytest.mark.torch]
+
+
+class ScoredMLP(torch.nn.Module):
+    """An MLP with a public method besides ``forward``, which TorchScript would drop: saved as a pickled module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+
+    def forward(self, x: Any) -> Any:
+        return self.net(x)
+
+    def scores(self, x: Any) -> Any:
+        return torch.softmax(self.forward(x), dim=1)
+
+
+def mlp_rows(model: Any, inputs: list[np.ndarray]) -> list[str]:
+    time.sleep(0.02)  # a batch costs something, as real models do: concurrent queries queue and get batched
+    x = torch.from_numpy(np.stack(inputs).astype(np.float32))
+    return [json.dumps(row) for row in model(x).tolist()]
+
+
+def score_rows(model: Any, inputs: list[np.ndarray]) -> list[str]:
+    assert not torch.is_grad_enabled() and torch.is_inference_mode_enabled()
+    x = torch.from_numpy(np.stack(inputs).astype(np.float32))
+    return [json.dumps(row) for row in model.scores(x).tolist()]
+
+
+def inputs(n: int, seed: int = 1) -> list[list[float]]:
+    return np.random.default_rng(seed).normal(size=(n, 4)).round(6).tolist()
+
+
+@pytest.fixture(scope="module")
+def conn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClipperConnection]:
+    with local_cluster(tmp_path_factory.mktemp("clipper-home"), "torch-deployer") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def mlp(conn: ClipperConnection) -> Any:
+    model = make_mlp(torch)
+    pytorch_deployer.create_endpoint(conn, "mlp", "doubles", mlp_rows, model, default_output="DEFAULT",
+                                     slo_micros=10_000_000)
+    return model
+
+
+def direct(model: Any, xs: list[list[float]]) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.tensor(xs, dtype=torch.float32)).numpy()
+
+
+def test_the_deployers_are_registered_plugins() -> None:
+    names = PluginHost().deployers().names()
+    assert {"pytorch", "onnx", "python_closure"} <= set(names)
+
+
+def test_torchscript_mlp_predicts_as_the_model_with_batching(conn: ClipperConnection, mlp: Any) -> None:
+    assert model_metadata(conn, "mlp")["format"] == "torchscript"
+    xs = inputs(64)
+    got = [output_row(r) for r in predict_concurrently(conn, "mlp", xs)]
+    np.testing.assert_allclose(np.array(got), direct(mlp, xs), rtol=1e-5, atol=1e-6)
+    assert mean_batch_size(conn, "mlp") > 1.0
+
+
+def test_a_model_that_raises_answers_default_and_the_replica_stays_up(conn: ClipperConnection, mlp: Any) -> None:
+    [pid] = conn.cm.replica_pids("mlp", "1")
+    r = predict(conn, "mlp", [1.0, 2.0, 3.0, 4.0, 5.0])  # 5 features for a 4-feature model: torch raises
+    assert r["default"] is True and r["output"] == "DEFAULT"
+    assert "RuntimeError: mat1 and mat2 shapes cannot be multiplied (1x5 and 4x16)" in r["default_explanation"], r
+    x = inputs(1, seed=7)
+    np.testing.assert_allclose(output_row(predict(conn, "mlp", x[0])), direct(mlp, x)[0], rtol=1e-5, atol=1e-6)
+    assert conn.cm.replica_pids("mlp", "1") == [pid]
+
+
+def test_a_module_with_its_own_methods_is_pickled_and_runs_in_inference_mode(conn: ClipperConnection) -> None:
+    model = ScoredMLP().eval()
+    pytorch_deployer.deploy_pytorch_model(conn, "scored", 1, "doubles", score_rows, model)
+    conn.register_application("scored", "doubles", "DEFAULT", 10_000_000)
+    conn.link_model_to_app("scored", "scored")
+    assert model_metadata(conn, "scored")["format"] == "pickle"
+    xs = inputs(8, seed=3)
+    got = [output_row(predict(conn, "scored", x)) for x in xs]
+    with torch.no_grad():
+        want = model.scores(torch.tensor(xs, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(np.array(got), want, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_input_is_refused_before_anything_is_built(
+    conn: ClipperConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = (sorted(conn.get_all_models()), sorted(conn.get_all_apps()))
+    model = make_mlp(torch)
+    with pytest.raises(ClipperException, match=r"pytorch_model must be a torch.nn.Module .*got a builtins.dict"):
+        pytorch_deployer.deploy_pytorch_model(conn, "bad", 1, "doubles", mlp_rows, {"weights": [1.0]})
+    with pytest.raises(ClipperException, match=r"calls func\(model, inputs\) once per batch"):
+        pytorch_deployer.deploy_pytorch_model(conn, "bad", 1, "doubles", lambda xs: xs, model)
+    with pytest.raises(ClipperException, match=r"calls func\(model, inputs\) once per batch"):
+        pytorch_deployer.create_endpoint(conn, "bad", "doubles", lambda m, xs, extra: xs, model)
+    with pytest.raises(ClipperException, match=r"serialization must be one of"):
+        pytorch_deployer.deploy_pytorch_model(conn, "bad", 1, "doubles", mlp_rows, model, serialization="onnx")
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    with pytest.raises(ClipperException, match=r"pip install 'clipper-deployers\[torch\]'"):
+        pytorch_deployer.create_endpoint(conn, "bad", "doubles", mlp_rows, model)
+    assert (sorted(conn.get_all_models()), sorted(conn.get_all_apps())) == before
+    assert not conn.cm.paths.model_dir("bad", "1").exists()
