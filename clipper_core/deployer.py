@@ -7,7 +7,9 @@ signatures (reference §6.5)::
     create_endpoint(clipper_conn, name, input_type, func, default_output="None", version=1,
                     slo_micros=3000000, **options) -> None
 
-``clipper deploy`` looks deployers up by ``PLUGIN_NAME`` through :meth:`PluginHost.deployers`.
+``clipper deploy`` looks deployers up by ``PLUGIN_NAME`` through :meth:`PluginHost.deployers`. A deployer of framework
+models may also set ``MODEL_PARAMETER`` (e.g. ``"pytorch_model"``): ``clipper deploy --model REF`` then passes the
+object REF names (:func:`load_model_ref`) as that keyword argument.
 """
 
 from __future__ import annotations
@@ -41,20 +43,39 @@ def load_function(ref: str) -> Callable[..., Any]:
     :raises DeploymentError: the reference is malformed, the module cannot be loaded or the attribute is missing
         or not callable.
     """
-    where, sep, attr = ref.rpartition(":")
-    if not sep or not where or not attr:
-        msg = f"Function reference {ref!r} must look like 'package.module:function' or 'path/to/file.py:function'"
-        raise DeploymentError(msg)
-    try:
-        module = _load_file(Path(where)) if where.endswith(".py") else importlib.import_module(where)
-    except (ImportError, OSError, SyntaxError) as exc:
-        msg = f"Cannot load {where!r} for function reference {ref!r}: {exc}"
-        raise DeploymentError(msg) from exc
-    func: object = getattr(module, attr, None)
+    where, attr, func = _load_attr(ref, "Function", "function")
     if not callable(func):
         msg = f"{where!r} has no callable named {attr!r}"
         raise DeploymentError(msg)
     return func
+
+
+def load_model_ref(ref: str) -> Any:  # noqa: ANN401 - any framework's model
+    """What ``clipper deploy --model`` passes: the path itself when ``ref`` is an existing file other than a ``.py``
+    (an ``.onnx`` file, say), else the object ``package.module:attr`` or ``path/to/file.py:attr`` names.
+
+    :raises DeploymentError: as :func:`load_function`, or the attribute is missing.
+    """
+    if not ref.endswith(".py") and Path(ref).is_file():
+        return ref
+    where, attr, obj = _load_attr(ref, "Model", "model")
+    if obj is None:
+        msg = f"{where!r} has no attribute named {attr!r}"
+        raise DeploymentError(msg)
+    return obj
+
+
+def _load_attr(ref: str, kind: str, noun: str) -> tuple[str, str, Any]:
+    where, sep, attr = ref.rpartition(":")
+    if not sep or not where or not attr:
+        msg = f"{kind} reference {ref!r} must look like 'package.module:{noun}' or 'path/to/file.py:{noun}'"
+        raise DeploymentError(msg)
+    try:
+        module = _load_file(Path(where)) if where.endswith(".py") else importlib.import_module(where)
+    except (ImportError, OSError, SyntaxError) as exc:
+        msg = f"Cannot load {where!r} for {noun} reference {ref!r}: {exc}"
+        raise DeploymentError(msg) from exc
+    return where, attr, getattr(module, attr, None)
 
 
 def _load_file(path: Path) -> Any:  # noqa: ANN401 - a module

@@ -171,6 +171,7 @@ def test_deploy_a_function_from_a_file_and_predict(
         assert main(["deploy", "other", f"{model}:nothing", *where]) == 1
         assert "has no callable named 'nothing'" in capsys.readouterr().err
         assert main(["deploy", "other", f"{model}:total", "--deployer", "pyspark", *where]) == 1
-        assert "Unknown deployer 'pyspark'. Installed deployers: python_closure" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "Unknown deployer 'pyspark'. Installed deployers: onnx, python_closure, pytorch" in err
     finally:
         assert main(["stop", *where]) == 0

@@ -9,6 +9,7 @@ from clipper_deployers.onnx import (
     deploy,
     deploy_onnx_model,
     deploy_pytorch_model,
+    export_pytorch_model,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "deploy",
     "deploy_onnx_model",
     "deploy_pytorch_model",
+    "export_pytorch_model",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 from clipper_core.cli._status import collect_status
 from clipper_core.commands import CommandContext, CommandRegistry
 from clipper_core.container_manager import DEFAULT_CACHE_SIZE
-from clipper_core.errors import InputDecodeError, UnknownPluginError
+from clipper_core.errors import DeploymentError, InputDecodeError, UnknownPluginError
 from clipper_core.hookspecs import hookimpl
 
 
@@ -157,10 +157,15 @@ def _deploy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--app", action="store_true", help="also register an application NAME and link the model to it")
     p.add_argument("--default-output", default="None", help="the application's default output (with --app)")
     p.add_argument("--slo-micros", type=int, default=3000000, help="the application's latency SLO (with --app)")
+    p.add_argument(
+        "--model", metavar="REF",
+        help="the framework model, for deployers that take one (pytorch, onnx): package.module:attr or "
+        "path/to/file.py:attr naming it, or a model file (e.g. model.onnx)",
+    )
 
 
 def cmd_deploy(args: argparse.Namespace, ctx: CommandContext) -> int:
-    from clipper_core.deployer import load_function
+    from clipper_core.deployer import load_function, load_model_ref
 
     deployers = ctx.host.deployers()
     if args.deployer not in deployers:
@@ -169,8 +174,17 @@ def cmd_deploy(args: argparse.Namespace, ctx: CommandContext) -> int:
         raise UnknownPluginError(msg)
     deployer = deployers.get(args.deployer)
     func = load_function(args.func)
+    options: dict[str, Any] = {"num_replicas": args.num_replicas, "batch_size": args.batch_size}
+    model_parameter = getattr(deployer, "MODEL_PARAMETER", None)
+    if model_parameter is not None and args.model is None:
+        msg = f"Deployer {args.deployer!r} needs --model REF (its {model_parameter})"
+        raise DeploymentError(msg)
+    if args.model is not None:
+        if model_parameter is None:
+            msg = f"Deployer {args.deployer!r} takes no --model"
+            raise DeploymentError(msg)
+        options[model_parameter] = load_model_ref(args.model)
     conn = _connection(args, ctx)
-    options = {"num_replicas": args.num_replicas, "batch_size": args.batch_size}
     if args.app:
         deployer.create_endpoint(
             conn, args.name, args.input_type, func, default_output=args.default_output, version=args.version,

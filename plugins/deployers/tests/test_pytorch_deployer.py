@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,8 @@ from framework_cluster import (
 
 from clipper_admin import ClipperConnection, ClipperException
 from clipper_admin.deployers import pytorch as pytorch_deployer
+from clipper_core.cli import main
+from clipper_core.deployer import load_model_ref
 from clipper_core.registry import PluginHost
 
 torch = require("torch", "torch")
@@ -80,9 +84,19 @@ def direct(model: Any, xs: list[list[float]]) -> np.ndarray:
         return model(torch.tensor(xs, dtype=torch.float32)).numpy()
 
 
-def test_the_deployers_are_registered_plugins() -> None:
+def test_the_deployers_are_registered_plugins_that_import_no_framework() -> None:
     names = PluginHost().deployers().names()
     assert {"pytorch", "onnx", "python_closure"} <= set(names)
+    code = (
+        "import sys\n"
+        "from clipper_core.registry import PluginHost\n"
+        "deployers = PluginHost().deployers()\n"
+        "assert deployers.get('pytorch').PLUGIN_NAME == 'pytorch' and deployers.get('onnx').PLUGIN_NAME == 'onnx'\n"
+        "import clipper_admin.deployers.pytorch, clipper_admin.deployers.onnx\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'onnxruntime')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_torchscript_mlp_predicts_as_the_model_with_batching(conn: ClipperConnection, mlp: Any) -> None:
@@ -134,3 +148,40 @@ def test_bad_input_is_refused_before_anything_is_built(
         pytorch_deployer.create_endpoint(conn, "bad", "doubles", mlp_rows, model)
     assert (sorted(conn.get_all_models()), sorted(conn.get_all_apps())) == before
     assert not conn.cm.paths.model_dir("bad", "1").exists()
+
+
+CLI_MODEL = """
+import json
+
+import numpy as np
+import torch
+
+torch.manual_seed(3)
+mlp = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).eval()
+
+
+def rows(model, inputs):
+    return [json.dumps(r) for r in model(torch.from_numpy(np.stack(inputs).astype(np.float32))).tolist()]
+"""
+
+
+def test_clipper_deploy_takes_a_pytorch_model_by_reference(
+    conn: ClipperConnection, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "cli_model.py"
+    source.write_text(CLI_MODEL)
+    where = ["--cluster-name", conn.cm.cluster_name]
+    assert main(["deploy", "cli-mlp", f"{source}:rows", "--deployer", "pytorch", *where]) == 1
+    assert "Deployer 'pytorch' needs --model REF (its pytorch_model)" in capsys.readouterr().err
+    assert main(["deploy", "cli-mlp", f"{source}:rows", "--model", f"{source}:nothing", "--deployer", "pytorch",
+                 *where]) == 1
+    assert "has no attribute named 'nothing'" in capsys.readouterr().err
+    assert main(["deploy", "cli-mlp", f"{source}:rows", "--deployer", "pytorch", "--model", f"{source}:mlp", "--app",
+                 "--slo-micros", "10000000", *where]) == 0
+    assert "Deployed cli-mlp:1 and linked it to application 'cli-mlp'" in capsys.readouterr().out
+    model = load_model_ref(f"{source}:mlp")
+    xs = inputs(3, seed=11)
+    got = [output_row(predict(conn, "cli-mlp", x)) for x in xs]
+    np.testing.assert_allclose(np.array(got), direct(model, xs), rtol=1e-5, atol=1e-6)
+    assert main(["deploy", "plain", f"{source}:rows", "--model", f"{source}:mlp", *where]) == 1
+    assert "Deployer 'python_closure' takes no --model" in capsys.readouterr().err
