@@ -4,10 +4,17 @@ Same functions, parameters and defaults as the original's ``clipper_admin.deploy
 ``base_image`` is ``"default"`` (the Python closure image; local clusters run the model with the deploying
 interpreter, so torch must be installed there: ``pip install 'clipper-deployers[torch]'``).
 
-The module is saved in the model directory as TorchScript (``pytorch_model.pt``, ``torch.jit.script``) when it
-can be scripted without losing anything ``func`` might call (public methods other than ``forward``), otherwise as
-a pickled module with its weights (``pytorch_model.pkl``, cloudpickle; a class from a non-installed source file is
-pickled by value). ``serialization="torchscript"`` or ``"pickle"`` forces one. The replica loads it once, on the
+The module is saved in the model directory in the first of these formats that keeps everything ``func`` might
+call (a class with public methods other than ``forward`` is always pickled, since the compiled formats keep only
+``forward``):
+
+* a ``torch.export`` program (``pytorch_model.pt2``) when ``example_inputs`` (an input batch) is given, exported in
+  eval mode with a dynamic batch dimension and checked against the module on that batch;
+* TorchScript (``pytorch_model.pt``, ``torch.jit.script``);
+* a pickled module with its weights (``pytorch_model.pkl``, cloudpickle; a class from a non-installed source file is
+  pickled by value).
+
+``serialization="export"``, ``"torchscript"`` or ``"pickle"`` forces one. The replica loads the model once, on the
 CPU, in eval mode, and calls ``func(model, inputs)`` per batch under ``torch.inference_mode()``.
 """
 
@@ -28,7 +35,7 @@ from clipper_deployers._model_dir import (
     require_framework,
     write_model_dir,
 )
-from clipper_deployers.pytorch_runtime import PICKLE, TORCHSCRIPT, TorchPredictor
+from clipper_deployers.pytorch_runtime import EXPORT, PICKLE, TORCHSCRIPT, TorchPredictor
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,7 +51,8 @@ MODEL_PARAMETER = "pytorch_model"
 EXTRA = "torch"
 TORCHSCRIPT_FILE = "pytorch_model.pt"
 PICKLE_FILE = "pytorch_model.pkl"
-SERIALIZATIONS = ("auto", TORCHSCRIPT, PICKLE)
+EXPORT_FILE = "pytorch_model.pt2"
+SERIALIZATIONS = ("auto", EXPORT, TORCHSCRIPT, PICKLE)
 
 
 def import_torch() -> ModuleType:
@@ -85,8 +93,46 @@ def _save_script(torch: ModuleType, scripted: Any, path: str) -> None:
         torch.jit.save(scripted, path)
 
 
-def save_pytorch_model(pytorch_model: Any, directory: str, serialization: str = "auto") -> dict[str, Any]:
+def _same_outputs(torch: ModuleType, want: Any, got: Any) -> bool:
+    if isinstance(want, torch.Tensor):
+        return isinstance(got, torch.Tensor) and want.shape == got.shape and torch.allclose(want, got, 1e-5, 1e-6)
+    if isinstance(want, (tuple, list)):
+        return isinstance(got, (tuple, list)) and len(want) == len(got) and all(
+            _same_outputs(torch, w, g) for w, g in zip(want, got, strict=True)
+        )
+    return bool(want == got)
+
+
+def _export(torch: ModuleType, model: Any, example_inputs: Any, path: str) -> None:
+    """``torch.export`` the module (in eval mode) with a dynamic first dimension, check it against the module on
+    ``example_inputs`` and save it; raises on any failure."""
+    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    if not args or not all(isinstance(a, torch.Tensor) and a.dim() >= 1 for a in args):
+        msg = "example_inputs must be a torch.Tensor, or a tuple of them, whose first dimension is the batch"
+        raise ClipperException(msg)
+    # A batch of one would specialise the batch dimension to 1.
+    args = tuple(torch.cat([a, a]) if a.shape[0] == 1 else a for a in args)
+    was_training = model.training
+    model.eval()
+    try:
+        program = torch.export.export(model, args, dynamic_shapes=tuple({0: torch.export.Dim.AUTO} for _ in args))
+        with torch.no_grad():
+            same = _same_outputs(torch, model(*args), program.module()(*args))
+        if not same:
+            msg = "the exported program does not compute what the module does on example_inputs"
+            raise ValueError(msg)
+        torch.export.save(program, path)
+    finally:
+        model.train(was_training)
+
+
+def save_pytorch_model(
+    pytorch_model: Any, directory: str, serialization: str = "auto", example_inputs: Any = None
+) -> dict[str, Any]:
     """Write ``pytorch_model`` into ``directory``; returns its metadata (``format``, ``file``, versions).
+
+    ``"auto"`` tries ``torch.export`` (with ``example_inputs``), then TorchScript, then a pickled module; a module
+    whose class has public methods other than ``forward`` is pickled, since the other two keep only ``forward``.
 
     :raises ClipperException: ``serialization`` is unknown, or the forced format cannot be written.
     """
@@ -94,27 +140,40 @@ def save_pytorch_model(pytorch_model: Any, directory: str, serialization: str = 
     if serialization not in SERIALIZATIONS:
         msg = f"serialization must be one of {', '.join(SERIALIZATIONS)}; got {serialization!r}"
         raise ClipperException(msg)
+    if serialization == EXPORT and example_inputs is None:
+        msg = "serialization='export' needs example_inputs (an input batch of the module)"
+        raise ClipperException(msg)
     kind = f"{type(pytorch_model).__module__}.{type(pytorch_model).__qualname__}"
-    scripted = pytorch_model if isinstance(pytorch_model, torch.jit.ScriptModule) else None
-    if scripted is None and serialization in ("auto", TORCHSCRIPT):
-        lost = _lost_by_scripting(torch, pytorch_model)
-        if lost and serialization == "auto":
-            logger.info("Saving %s as a pickled module: TorchScript would drop %s", kind, ", ".join(lost))
-        else:
-            try:
-                scripted = _script(torch, pytorch_model)
-            except Exception as exc:
-                if serialization == TORCHSCRIPT:
-                    msg = f"torch.jit.script cannot compile the {kind} module: {exc}"
-                    raise ClipperException(msg) from exc
-                logger.info("Saving %s as a pickled module: torch.jit.script failed (%s)", kind, exc)
     metadata: dict[str, Any] = {"deployer": PLUGIN_NAME, "model_class": kind, "torch_version": torch.__version__}
-    if scripted is not None and serialization != PICKLE:
+    is_script = isinstance(pytorch_model, torch.jit.ScriptModule)
+    if is_script and serialization in (EXPORT, PICKLE):
+        msg = f"A TorchScript module cannot be saved with serialization={serialization!r}; use 'auto' or 'torchscript'"
+        raise ClipperException(msg)
+    lost = [] if is_script else _lost_by_scripting(torch, pytorch_model)
+    if lost and serialization == "auto":
+        logger.info("Saving %s as a pickled module: export and TorchScript would drop %s", kind, ", ".join(lost))
+        serialization = PICKLE
+    if not is_script and example_inputs is not None and serialization in ("auto", EXPORT):
+        try:
+            _export(torch, pytorch_model, example_inputs, os.path.join(directory, EXPORT_FILE))
+            return {**metadata, "format": EXPORT, "file": EXPORT_FILE}
+        except Exception as exc:
+            if serialization == EXPORT or isinstance(exc, ClipperException):
+                msg = f"torch.export cannot export the {kind} module: {exc}"
+                raise ClipperException(msg) from exc
+            logger.info("Not saving %s with torch.export: %s", kind, exc)
+    scripted = pytorch_model if is_script else None
+    if scripted is None and serialization in ("auto", TORCHSCRIPT):
+        try:
+            scripted = _script(torch, pytorch_model)
+        except Exception as exc:
+            if serialization == TORCHSCRIPT:
+                msg = f"torch.jit.script cannot compile the {kind} module: {exc}"
+                raise ClipperException(msg) from exc
+            logger.info("Saving %s as a pickled module: torch.jit.script failed (%s)", kind, exc)
+    if scripted is not None:
         _save_script(torch, scripted, os.path.join(directory, TORCHSCRIPT_FILE))
         return {**metadata, "format": TORCHSCRIPT, "file": TORCHSCRIPT_FILE}
-    if isinstance(pytorch_model, torch.jit.ScriptModule):
-        msg = "A TorchScript module cannot be saved with serialization='pickle'; use 'auto' or 'torchscript'"
-        raise ClipperException(msg)
     try:
         dump_by_value(pytorch_model, os.path.join(directory, PICKLE_FILE), [type(pytorch_model)])
     except Exception as exc:
@@ -124,7 +183,7 @@ def save_pytorch_model(pytorch_model: Any, directory: str, serialization: str = 
 
 
 def prepare_pytorch_model(
-    name: str, func: Callable[..., Any], pytorch_model: Any, serialization: str = "auto"
+    name: str, func: Callable[..., Any], pytorch_model: Any, serialization: str = "auto", example_inputs: Any = None
 ) -> str:
     """Check everything, then write the model directory (a new temporary directory; the caller removes it).
 
@@ -135,9 +194,10 @@ def prepare_pytorch_model(
     check_predict_function(func, ("model", "inputs"), PLUGIN_NAME)
     check_pytorch_model(torch, pytorch_model)
     predictor = TorchPredictor(func, {})
-    return write_model_dir(
-        name, predictor, lambda d: save_pytorch_model(pytorch_model, d, serialization), [type(pytorch_model)]
-    )
+    def save(directory: str) -> dict[str, Any]:
+        return save_pytorch_model(pytorch_model, directory, serialization, example_inputs)
+
+    return write_model_dir(name, predictor, save, [type(pytorch_model)])
 
 
 def deploy_pytorch_model(
@@ -155,14 +215,16 @@ def deploy_pytorch_model(
     pkgs_to_install: list[str] | None = None,
     *,
     serialization: str = "auto",
+    example_inputs: Any = None,
 ) -> None:
     """Deploy ``func(model, inputs)`` (a list of outputs, one per input) with ``pytorch_model`` as ``name:version``.
 
-    :param serialization: ``"auto"`` (TorchScript when nothing is lost, else a pickled module), ``"torchscript"``
-        or ``"pickle"``.
+    :param serialization: ``"auto"`` (:func:`save_pytorch_model`), ``"export"``, ``"torchscript"`` or ``"pickle"``.
+    :param example_inputs: an input batch (a tensor or a tuple of tensors) for ``torch.export``; the first
+        dimension is exported as dynamic.
     :raises ClipperException: bad input (before anything is built) or any build or deploy error.
     """
-    directory = prepare_pytorch_model(name, func, pytorch_model, serialization)
+    directory = prepare_pytorch_model(name, func, pytorch_model, serialization, example_inputs)
     build_and_deploy_dir(
         clipper_conn, name, version, input_type, directory, base_image, labels, registry, num_replicas, batch_size,
         pkgs_to_install,
@@ -191,9 +253,10 @@ def create_endpoint(
     pkgs_to_install: list[str] | None = None,
     *,
     serialization: str = "auto",
+    example_inputs: Any = None,
 ) -> None:
     """Register app ``name``, deploy the model as model ``name`` and link the two (bad input registers nothing)."""
-    directory = prepare_pytorch_model(name, func, pytorch_model, serialization)
+    directory = prepare_pytorch_model(name, func, pytorch_model, serialization, example_inputs)
     register_deploy_and_link(
         clipper_conn, name, version, input_type, directory, default_output, slo_micros, base_image, labels, registry,
         num_replicas, batch_size, pkgs_to_install,

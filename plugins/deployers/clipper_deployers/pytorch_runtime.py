@@ -16,12 +16,13 @@ logger = logging.getLogger(__name__)
 #: metadata["format"] values and how each is loaded.
 TORCHSCRIPT = "torchscript"
 PICKLE = "pickle"
+EXPORT = "export"
 TORCHSCRIPT_TRACEBACK = "The following operation failed in the TorchScript interpreter"
 
 
 class TorchPredictor(ModelDirPredictor):
-    """Loads a TorchScript archive (``torch.jit.load``) or a pickled module on the CPU, in eval mode; each batch
-    runs under ``torch.inference_mode()``."""
+    """Loads a ``torch.export`` program, a TorchScript archive (``torch.jit.load``) or a pickled module on the CPU,
+    in eval mode; each batch runs under ``torch.inference_mode()``."""
 
     def load_model(self, model_dir: str) -> Any:
         import torch
@@ -38,6 +39,8 @@ class TorchPredictor(ModelDirPredictor):
 
             with open(path, "rb") as f:
                 model = cloudpickle.load(f)
+        elif fmt == EXPORT:
+            return torch.export.load(path).module()  # exported in eval mode; its graph has no train/eval switch
         else:
             msg = f"Unknown PyTorch model format {fmt!r} in {path} (written by a newer clipper-deployers?)"
             raise ValueError(msg)

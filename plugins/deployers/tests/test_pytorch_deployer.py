@@ -130,6 +130,16 @@ def test_a_module_with_its_own_methods_is_pickled_and_runs_in_inference_mode(con
     np.testing.assert_allclose(np.array(got), want, rtol=1e-5, atol=1e-6)
 
 
+def test_a_module_with_example_inputs_is_saved_with_torch_export(conn: ClipperConnection) -> None:
+    model = make_mlp(torch, seed=4)
+    pytorch_deployer.create_endpoint(conn, "exported", "doubles", mlp_rows, model, slo_micros=10_000_000,
+                                     example_inputs=torch.zeros(1, 4))
+    assert model_metadata(conn, "exported")["format"] == "export"
+    xs = inputs(24, seed=5)  # concurrent: batches of several sizes through the dynamic batch dimension
+    got = [output_row(r) for r in predict_concurrently(conn, "exported", xs, clients=8)]
+    np.testing.assert_allclose(np.array(got), direct(model, xs), rtol=1e-5, atol=1e-6)
+
+
 def test_bad_input_is_refused_before_anything_is_built(
     conn: ClipperConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -143,6 +153,10 @@ def test_bad_input_is_refused_before_anything_is_built(
         pytorch_deployer.create_endpoint(conn, "bad", "doubles", lambda m, xs, extra: xs, model)
     with pytest.raises(ClipperException, match=r"serialization must be one of"):
         pytorch_deployer.deploy_pytorch_model(conn, "bad", 1, "doubles", mlp_rows, model, serialization="onnx")
+    with pytest.raises(ClipperException, match=r"serialization='export' needs example_inputs"):
+        pytorch_deployer.deploy_pytorch_model(conn, "bad", 1, "doubles", mlp_rows, model, serialization="export")
+    with pytest.raises(ClipperException, match=r"example_inputs must be a torch.Tensor"):
+        pytorch_deployer.deploy_pytorch_model(conn, "bad", 1, "doubles", mlp_rows, model, example_inputs=[1.0])
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
     with pytest.raises(ClipperException, match=r"pip install 'clipper-deployers\[torch\]'"):
         pytorch_deployer.create_endpoint(conn, "bad", "doubles", mlp_rows, model)
