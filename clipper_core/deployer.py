@@ -43,7 +43,8 @@ def load_function(ref: str) -> Callable[..., Any]:
     :raises DeploymentError: the reference is malformed, the module cannot be loaded or the attribute is missing
         or not callable.
     """
-    where, attr, func = _load_attr(ref, "Function", "function")
+    where, attr, found = _load_attr(ref, "Function", "function")
+    func: object = found
     if not callable(func):
         msg = f"{where!r} has no callable named {attr!r}"
         raise DeploymentError(msg)

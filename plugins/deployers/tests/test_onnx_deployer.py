@@ -25,6 +25,7 @@ from framework_cluster import (
 
 from clipper_admin import ClipperConnection, ClipperException
 from clipper_admin.deployers import onnx as onnx_deployer
+from clipper_core.cli import main
 
 ort = require("onnxruntime", "onnx")
 torch = require("torch", "torch")
@@ -92,6 +93,25 @@ def test_an_onnx_file_is_served_and_a_failing_run_answers_default(
     assert "InvalidArgument" in r["default_explanation"] and "input0" in r["default_explanation"], r
     np.testing.assert_allclose(output_row(predict(conn, "mlp-file", xs[0])), got[0], rtol=1e-6)
     assert conn.cm.replica_pids("mlp-file", "1") == [pid]
+
+
+def test_clipper_deploy_takes_an_onnx_file(
+    conn: ClipperConnection, mlp: Any, onnx_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "run_session.py"
+    source.write_text(
+        "import json\n\nimport numpy as np\n\n\n"
+        "def run(session, inputs):\n"
+        "    [out] = session.run(None, {'input0': np.stack(inputs).astype(np.float32)})\n"
+        "    return [json.dumps(row) for row in out.tolist()]\n"
+    )
+    where = ["--cluster-name", conn.cm.cluster_name]
+    assert main(["deploy", "cli-onnx", f"{source}:run", "--deployer", "onnx", "--model", str(onnx_file), "--app",
+                 "--slo-micros", "10000000", *where]) == 0
+    assert "Deployed cli-onnx:1 and linked it to application 'cli-onnx'" in capsys.readouterr().out
+    xs = inputs(3, seed=13)
+    got = [output_row(predict(conn, "cli-onnx", x)) for x in xs]
+    np.testing.assert_allclose(np.array(got), direct(mlp, xs), rtol=1e-5, atol=1e-5)
 
 
 def test_bad_input_is_refused_before_anything_is_built(
