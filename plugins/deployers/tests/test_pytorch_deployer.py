@@ -1,8 +1,10 @@
-"""The PyTorch deployer on a real local cluster: TorchScript and pickled modules, batching, errors, bad input."""
+"""The PyTorch deployer on a real local cluster: torch.export, TorchScript and pickled modules, batching, errors,
+bad input, `clipper deploy --model`."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from clipper_deployers import pytorch as pytorch_deployer_impl
 from framework_cluster import (
     local_cluster,
     make_mlp,
@@ -162,6 +165,17 @@ def test_bad_input_is_refused_before_anything_is_built(
         pytorch_deployer.create_endpoint(conn, "bad", "doubles", mlp_rows, model)
     assert (sorted(conn.get_all_models()), sorted(conn.get_all_apps())) == before
     assert not conn.cm.paths.model_dir("bad", "1").exists()
+
+
+def test_a_model_the_replica_cannot_load_fails_the_deploy_with_the_cause(conn: ClipperConnection) -> None:
+    directory = Path(pytorch_deployer_impl.prepare_pytorch_model("unloadable", mlp_rows, make_mlp(torch)))
+    try:
+        (directory / pytorch_deployer_impl.TORCHSCRIPT_FILE).write_bytes(b"not a TorchScript archive")
+        with pytest.raises(ClipperException, match=r"unloadable:1 failed to load in its replica.*RuntimeError"):
+            conn.build_and_deploy_model("unloadable", 1, "doubles", str(directory), "default")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    assert conn.cm.replica_pids("unloadable", "1") == []
 
 
 CLI_MODEL = """
