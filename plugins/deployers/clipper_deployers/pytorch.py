@@ -67,8 +67,9 @@ def check_pytorch_model(torch: ModuleType, pytorch_model: Any) -> None:
         raise ClipperException(msg)
 
 
-def _lost_by_scripting(torch: ModuleType, model: Any) -> list[str]:
-    """Public methods of the module's own classes (not torch's) that a scripted module would not have."""
+def _own_methods(torch: ModuleType, model: Any, keep_jit_exported: bool) -> list[str]:
+    """Public methods of the module's own classes (not torch's) other than ``forward`` (a compiled module keeps only
+    ``forward``; TorchScript also keeps ``@torch.jit.export`` methods, left out with ``keep_jit_exported``)."""
     lost: list[str] = []
     for cls in type(model).__mro__:
         if not issubclass(cls, torch.nn.Module) or cls.__module__.partition(".")[0] == "torch":
@@ -76,7 +77,7 @@ def _lost_by_scripting(torch: ModuleType, model: Any) -> list[str]:
         for attr, value in vars(cls).items():
             if attr.startswith("_") or attr == "forward" or not inspect.isfunction(value):
                 continue
-            if getattr(value, "_torchscript_modifier", None) is None:
+            if not keep_jit_exported or getattr(value, "_torchscript_modifier", None) is None:
                 lost.append(attr)
     return sorted(set(lost))
 
@@ -149,11 +150,12 @@ def save_pytorch_model(
     if is_script and serialization in (EXPORT, PICKLE):
         msg = f"A TorchScript module cannot be saved with serialization={serialization!r}; use 'auto' or 'torchscript'"
         raise ClipperException(msg)
-    lost = [] if is_script else _lost_by_scripting(torch, pytorch_model)
+    lost = [] if is_script else _own_methods(torch, pytorch_model, keep_jit_exported=True)
     if lost and serialization == "auto":
         logger.info("Saving %s as a pickled module: export and TorchScript would drop %s", kind, ", ".join(lost))
         serialization = PICKLE
-    if not is_script and example_inputs is not None and serialization in ("auto", EXPORT):
+    exportable = serialization == EXPORT or not _own_methods(torch, pytorch_model, keep_jit_exported=False)
+    if not is_script and example_inputs is not None and serialization in ("auto", EXPORT) and exportable:
         try:
             _export(torch, pytorch_model, example_inputs, os.path.join(directory, EXPORT_FILE))
             return {**metadata, "format": EXPORT, "file": EXPORT_FILE}

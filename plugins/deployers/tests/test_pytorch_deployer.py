@@ -29,6 +29,7 @@ from framework_cluster import (
 from clipper_admin import ClipperConnection, ClipperException
 from clipper_admin.deployers import pytorch as pytorch_deployer
 from clipper_core.cli import main
+from clipper_core.container.closure import load_closure
 from clipper_core.deployer import load_model_ref
 from clipper_core.registry import PluginHost
 
@@ -100,6 +101,48 @@ def test_the_deployers_are_registered_plugins_that_import_no_framework() -> None
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+class ExportedMethodMLP(torch.nn.Module):
+    """A method TorchScript keeps (``@torch.jit.export``) but ``torch.export`` would not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+    @torch.jit.export
+    def doubled(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * self.fc(x)
+
+
+@pytest.mark.parametrize(
+    ("make", "options", "fmt"),
+    [
+        (lambda: make_mlp(torch), {}, "torchscript"),
+        (lambda: make_mlp(torch), {"example_inputs": torch.zeros(3, 4)}, "export"),
+        (lambda: make_mlp(torch), {"serialization": "pickle"}, "pickle"),
+        (ScoredMLP, {"example_inputs": torch.zeros(3, 4)}, "pickle"),
+        (ScoredMLP, {"serialization": "export", "example_inputs": torch.zeros(3, 4)}, "export"),
+        (ExportedMethodMLP, {"example_inputs": torch.zeros(3, 4)}, "torchscript"),
+    ],
+)
+def test_the_saved_format_and_the_replica_side_load(
+    make: Any, options: dict[str, Any], fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = make().eval()
+    directory = Path(pytorch_deployer_impl.prepare_pytorch_model("fmt", mlp_rows, model, **options))
+    try:
+        assert json.loads((directory / "metadata.json").read_text())["format"] == fmt
+        monkeypatch.setenv("CLIPPER_MODEL_PATH", str(directory))  # what the runtime serves
+        predictor = load_closure(directory)
+        xs = inputs(5)
+        got = [json.loads(o) for o in predictor([np.array(x) for x in xs])]
+        np.testing.assert_allclose(np.array(got), direct(model, xs), rtol=1e-5, atol=1e-6)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_torchscript_mlp_predicts_as_the_model_with_batching(conn: ClipperConnection, mlp: Any) -> None:
