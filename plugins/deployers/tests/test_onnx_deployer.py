@@ -4,6 +4,7 @@ onnxruntime, batching, a failing model, bad input."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from clipper_deployers import onnx as clipper_onnx
 from framework_cluster import (
     local_cluster,
     make_mlp,
@@ -26,6 +28,7 @@ from framework_cluster import (
 from clipper_admin import ClipperConnection, ClipperException
 from clipper_admin.deployers import onnx as onnx_deployer
 from clipper_core.cli import main
+from clipper_core.container.closure import load_closure
 
 ort = require("onnxruntime", "onnx")
 torch = require("torch", "torch")
@@ -64,6 +67,26 @@ def onnx_file(mlp: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("onnx") / "mlp.onnx"
     path.write_bytes(onnx_deployer.export_pytorch_model(mlp, torch.zeros(2, 4)))
     return path
+
+
+@pytest.mark.parametrize("kind", ["path", "pathlike", "bytes", "ModelProto"])
+def test_each_form_of_onnx_model_is_saved_and_loaded_replica_side(
+    kind: str, mlp: Any, onnx_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    onnx = require("onnx", "onnx")
+    given = {"path": str(onnx_file), "pathlike": onnx_file, "bytes": onnx_file.read_bytes(),
+             "ModelProto": onnx.load(str(onnx_file))}[kind]
+    directory = Path(clipper_onnx.prepare_onnx_model("forms", session_rows, given))
+    try:
+        assert json.loads((directory / "metadata.json").read_text())["format"] == "onnx"
+        monkeypatch.setenv("CLIPPER_MODEL_PATH", str(directory))  # what the runtime serves
+        predictor = load_closure(directory)
+        assert isinstance(predictor.model, ort.InferenceSession)
+        xs = inputs(5)
+        got = [json.loads(o) for o in predictor([np.array(x) for x in xs])]
+        np.testing.assert_allclose(np.array(got), direct(mlp, xs), rtol=1e-5, atol=1e-5)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_the_original_pytorch_entry_exports_and_serves_with_batching(conn: ClipperConnection, mlp: Any) -> None:
