@@ -9,6 +9,7 @@ from clipper_core import hookimpl
 
 @hookimpl
 def clipper_register_deployers() -> list[Any]:
-    from clipper_deployers import python
+    # The PySpark deployer module imports pyspark only when used: it registers without pyspark installed.
+    from clipper_deployers import pyspark, python
 
-    return [python]
+    return [python, pyspark]
