@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import shutil
@@ -24,6 +25,8 @@ JAVA_PACKAGE = "openjdk-17-jre-headless"
 #: Replica session settings, read from the replica's environment.
 MASTER_ENV = "CLIPPER_SPARK_MASTER"
 DRIVER_MEMORY_ENV = "CLIPPER_SPARK_DRIVER_MEMORY"
+#: A JSON object of further Spark settings, e.g. ``{"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"}``.
+CONF_ENV = "CLIPPER_SPARK_CONF"
 DEFAULT_MASTER = "local[1]"
 DEFAULT_DRIVER_MEMORY = "512m"
 
@@ -115,19 +118,53 @@ def model_kind(cls: type) -> str | None:
     return None
 
 
-def session_config(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The replica's ``SparkSession`` settings: one local core, no UI, small driver, loopback only."""
+def is_local(master: str) -> bool:
+    """A ``local``/``local[N]``/``local[*]`` master (everything in this process)."""
+    return master == "local" or master.startswith("local[")
+
+
+def extra_config(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The settings of ``CLIPPER_SPARK_CONF`` (a JSON object of strings; empty when unset).
+
+    :raises ClipperException: not a JSON object.
+    """
     env = os.environ if environ is None else environ
-    return {
-        "spark.master": env.get(MASTER_ENV) or DEFAULT_MASTER,
+    raw = env.get(CONF_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        conf = json.loads(raw)
+    except ValueError as exc:
+        msg = f"{CONF_ENV} must be a JSON object of Spark settings, e.g. {{\"spark.executor.cores\": \"1\"}}: {exc}"
+        raise ClipperException(msg) from exc
+    if not isinstance(conf, dict):
+        msg = f"{CONF_ENV} must be a JSON object of Spark settings, got {type(conf).__name__}"
+        raise ClipperException(msg)
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in conf.items()}
+
+
+def session_config(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The replica's ``SparkSession`` settings: one local core, no UI, small driver, loopback only, then
+    ``CLIPPER_SPARK_CONF``."""
+    env = os.environ if environ is None else environ
+    master = env.get(MASTER_ENV) or DEFAULT_MASTER
+    conf = {
+        "spark.master": master,
         "spark.app.name": "clipper-pyspark",
         "spark.driver.memory": env.get(DRIVER_MEMORY_ENV) or DEFAULT_DRIVER_MEMORY,
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
-        "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1",
-        "spark.sql.shuffle.partitions": "1",
-        "spark.default.parallelism": "1",
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
     }
+    if is_local(master):  # a remote master's executors must reach the driver: leave its address to Spark
+        conf.update(
+            {
+                "spark.driver.host": "127.0.0.1",
+                "spark.driver.bindAddress": "127.0.0.1",
+                "spark.sql.shuffle.partitions": "1",
+                "spark.default.parallelism": "1",
+            }
+        )
+    conf.update(extra_config(env))
+    return conf

@@ -2,8 +2,8 @@
 
 ``python -m clipper_core.container`` builds :class:`PySparkContainer` for a model directory whose
 ``metadata.json`` names it (see :mod:`clipper_core.container.loader`). Settings, from the replica's environment:
-``CLIPPER_SPARK_MASTER`` (default ``local[1]``) and ``CLIPPER_SPARK_DRIVER_MEMORY`` (default ``512m``); the
-session has no UI and binds to loopback.
+``CLIPPER_SPARK_MASTER`` (default ``local[1]``), ``CLIPPER_SPARK_DRIVER_MEMORY`` (default ``512m``) and
+``CLIPPER_SPARK_CONF`` (a JSON object of further Spark settings); the session has no UI and binds to loopback.
 """
 
 from __future__ import annotations
@@ -31,9 +31,12 @@ def start_session() -> Any:
     _spark.require_java()
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("PYSPARK_PYTHON", _spark.session_config()["spark.pyspark.python"])
+    conf = _spark.session_config()
+    os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
+    if _spark.is_local(conf["spark.master"]):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder
-    for key, value in _spark.session_config().items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

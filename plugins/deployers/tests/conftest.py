@@ -5,6 +5,7 @@ Without pyspark or Java these tests skip with the reason, except under ``CI=true
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,9 @@ from clipper_core.files import read_json
 from clipper_core.local._state import pid_alive, recorded_pids
 from clipper_core.ports import free_ports
 from clipper_core.testing import wait_until
+
+#: JVM settings for the test run's short-lived Spark drivers (the test process's and the replicas'): start fast.
+FAST_START = json.dumps({"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"})
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +49,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("clipper-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CLIPPER_HOME", str(home))
+        mp.setenv("CLIPPER_SPARK_CONF", FAST_START)  # inherited by the replicas
         query, mgmt, rpc, redis_port = free_ports(4)
         cm = LocalContainerManager(
             cluster_name="pyspark",

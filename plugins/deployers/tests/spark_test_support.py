@@ -18,6 +18,18 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def needs_pyspark() -> None:
+    """pyspark importable (no JVM needed), or :func:`unavailable`."""
+    from clipper_deployers import _spark
+
+    from clipper_core.errors import ClipperException
+
+    try:
+        _spark.require_pyspark()
+    except ClipperException as exc:
+        unavailable(exc.msg)
+
+
 def require_spark() -> None:
     """pyspark importable and a Java runtime present, or :func:`unavailable`."""
     from clipper_deployers import _spark

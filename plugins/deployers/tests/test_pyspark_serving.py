@@ -71,7 +71,7 @@ def _rows(flip: bool) -> list[tuple[Any, float]]:
 def ml_models(spark: Any) -> tuple[Any, Any]:
     from pyspark.ml.classification import LogisticRegression
 
-    lr = LogisticRegression(maxIter=10, regParam=0.01)
+    lr = LogisticRegression(maxIter=5, regParam=0.01)
     v1 = lr.fit(spark.createDataFrame(_rows(flip=False), ["features", "label"]))
     v2 = lr.fit(spark.createDataFrame(_rows(flip=True), ["features", "label"]))
     return v1, v2
@@ -144,7 +144,7 @@ def test_pipeline_on_strings(spark: Any, cluster: Any) -> None:
         stages=[
             Tokenizer(inputCol="text", outputCol="words"),
             HashingTF(inputCol="words", outputCol="features", numFeatures=64),
-            LogisticRegression(maxIter=10, regParam=0.01),
+            LogisticRegression(maxIter=5, regParam=0.01),
         ]
     )
     model = pipeline.fit(spark.createDataFrame(train, ["text", "label"]))
@@ -166,7 +166,7 @@ def test_mllib_model_on_ints_and_a_predict_function_that_raises(spark: Any, clus
 
     sc = spark.sparkContext
     points = [LabeledPoint(1.0 if a > b else 0.0, [float(a), float(b)]) for a, b in INTS + [[6, 1], [1, 6]] * 3]
-    model = LogisticRegressionWithLBFGS.train(sc.parallelize(points, 1), iterations=20)
+    model = LogisticRegressionWithLBFGS.train(sc.parallelize(points, 1), iterations=5)
     expected = [model.predict([float(v) for v in x]) for x in INTS]
     assert set(expected) == {0, 1}
 
