@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from clipper_core.files import read_json
@@ -32,7 +33,7 @@ class ModelLoadError(Exception):
 
 def container_reference(model_path: str | os.PathLike[str]) -> str | None:
     """The ``"module:Class"`` that ``metadata.json`` names, or ``None`` for a Python-closure directory."""
-    meta = read_json(os.path.join(os.fspath(model_path), METADATA_FILE))
+    meta = read_json(Path(model_path, METADATA_FILE))
     ref = None if meta is None else meta.get(CONTAINER_KEY)
     return ref if isinstance(ref, str) and ref.strip() else None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from clipper_core.container.base import ModelContainerBase
@@ -74,7 +75,7 @@ class PySparkContainer(ModelContainerBase):
 
     def __init__(self, model_path: str | os.PathLike[str]) -> None:
         path = os.fspath(model_path)
-        metadata = read_json(os.path.join(path, _spark.METADATA_FILE))
+        metadata = read_json(Path(path, _spark.METADATA_FILE))
         if metadata is None:
             msg = f"{path} has no readable {_spark.METADATA_FILE}"
             raise ClipperException(msg)
