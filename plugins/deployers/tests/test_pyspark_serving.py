@@ -176,10 +176,11 @@ def test_mllib_model_on_ints_and_a_predict_function_that_raises(spark: Any, clus
     try:
         wait_for_outputs(cluster, "spark-mllib", INTS, expected, "spark-mllib", "1")
         pid = replica_pid(cluster, "spark-mllib:1")
-        bad = predict_batch(cluster, "spark-mllib", [[-1, 2], [3, 4]])
-        assert [p["output"] for p in bad] == [-1, -1] and all(p["default"] for p in bad)
-        for p in bad:
-            assert "ValueError: negative feature values are not supported" in p["default_explanation"], p
+        # Only the input the function raises for gets the default output, with the error named.
+        bad, good = predict_batch(cluster, "spark-mllib", [[-1, 2], [3, 4]])
+        assert bad["default"] and bad["output"] == -1, bad
+        assert "ValueError: negative feature values are not supported" in bad["default_explanation"], bad
+        assert not good["default"] and good["output"] == model.predict([3.0, 4.0]), good
         # The replica stays up and keeps serving.
         assert [p["output"] for p in predict_batch(cluster, "spark-mllib", INTS)] == expected
         assert replica_pid(cluster, "spark-mllib:1") == pid
