@@ -58,6 +58,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             clipper_rpc_port=rpc,
             redis_port=redis_port,
         )
+        # A deploy waits until the replica serves; a Spark replica first starts a JVM, slow on a busy machine.
+        cm.deploy_timeout = 180.0
         conn = ClipperConnection(cm)
         conn.start_clipper()
         try:
