@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from spark_test_support import replica_log
+from spark_test_support import local_cluster, replica_log
 
 from clipper_admin import ClipperException
 from clipper_admin.deployers import pyspark as pyspark_deployer
@@ -219,3 +219,13 @@ def test_bad_input_is_refused_before_anything_is_built(spark: Any, cluster: Any,
     assert not [m for m in cluster.get_all_models() if m.startswith("bad-model:")]
     assert "bad-app" not in cluster.get_all_apps()
     assert not (Path(cluster.cm.cluster_dir) / "models" / "bad-model").exists()
+
+
+def test_replica_without_java_fails_the_deploy_naming_the_package(
+    spark: Any, ml_models: tuple, tmp_path: Path
+) -> None:
+    with local_cluster(tmp_path / "home", "pyspark-nojava", {"JAVA_HOME": str(tmp_path / "no-jdk")}) as conn:
+        with pytest.raises(ClipperException, match=r"failed to load.*apt-get install openjdk-17-jre-headless"):
+            pyspark_deployer.deploy_pyspark_model(
+                conn, "nojava", 1, "doubles", predict_vectors, ml_models[0], spark.sparkContext
+            )
