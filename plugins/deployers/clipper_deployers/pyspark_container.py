@@ -65,6 +65,10 @@ def load_spark_model(spark: Any, model_path: str, metadata: dict[str, Any]) -> A
         msg = f"The model directory {model_path} has no {_spark.MODEL_DATA_DIR}/"
         raise ClipperException(msg)
     uri = "file://" + uri
+    saved_with = metadata.get("pyspark_version")
+    running = _spark.require_pyspark().__version__
+    if saved_with and saved_with != running:
+        logger.warning("The model was saved with pyspark %s and is loaded with pyspark %s", saved_with, running)
     model = cls.load(spark.sparkContext, uri) if kind == _spark.MLLIB else cls.load(uri)  # type: ignore[attr-defined]
     logger.info("Loaded %s model %s from %s", kind, reference, uri)
     return model
