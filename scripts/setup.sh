@@ -20,6 +20,16 @@ if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     fi
 fi
 
+# PySpark (the test extra, clipper-deployers[pyspark]) runs on a Java 17 runtime.
+if ! command -v java >/dev/null 2>&1 && [ -z "${JAVA_HOME:-}" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing openjdk-17-jre-headless (apt-get) for PySpark"
+        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+    else
+        echo "warning: no java found; the PySpark tests need a Java 17 runtime (apt-get install openjdk-17-jre-headless)" >&2
+    fi
+fi
+
 if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
     rm -rf .venv
     if ! "$PYTHON" -m venv .venv; then

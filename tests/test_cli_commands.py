@@ -170,8 +170,10 @@ def test_deploy_a_function_from_a_file_and_predict(
         assert err.startswith("error: Cannot load") and "missing.py" in err and err.count("\n") == 1
         assert main(["deploy", "other", f"{model}:nothing", *where]) == 1
         assert "has no callable named 'nothing'" in capsys.readouterr().err
+        assert main(["deploy", "other", f"{model}:total", "--deployer", "tensorflow", *where]) == 1
+        assert "Unknown deployer 'tensorflow'. Installed deployers: pyspark, python_closure" in capsys.readouterr().err
+        # A Spark model cannot come from the shell: the deployer says how to deploy one.
         assert main(["deploy", "other", f"{model}:total", "--deployer", "pyspark", *where]) == 1
-        err = capsys.readouterr().err
-        assert "Unknown deployer 'pyspark'. Installed deployers: onnx, python_closure, pytorch" in err
+        assert "needs the fitted Spark model and its SparkContext" in capsys.readouterr().err
     finally:
         assert main(["stop", *where]) == 0

@@ -284,6 +284,45 @@ def test_modules_dir_is_on_sys_path(spawn: Callable[..., Replica], frontend: Fak
     assert frontend.predict(ident, 0, DOUBLES, [f64(1, 2)]) == ["helper:3.0"]
 
 
+def test_metadata_names_the_container_class(
+    spawn: Callable[..., Replica], frontend: FakeFrontend, tmp_path: Path
+) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "clipper_test_container_mod.py").write_text(
+        "import os\n"
+        "class Doubler:\n"
+        "    def __init__(self, model_path):\n"
+        "        self.factor = float(open(os.path.join(model_path, 'factor.txt')).read())\n"
+        "    def predict_doubles(self, xs):\n"
+        "        return [str(self.factor * float(x.sum())) for x in xs]\n"
+    )
+    model = tmp_path / "model0"
+    model.mkdir()
+    (model / "factor.txt").write_text("2")
+    (model / "metadata.json").write_text('{"container": "clipper_test_container_mod:Doubler"}')
+    spawn(env={"PYTHONPATH": os.pathsep.join([str(lib), os.environ.get("PYTHONPATH", "")])})
+    ident, nc = frontend.register()
+    assert nc.status is not None and nc.status["status"] == "ready"
+    assert frontend.predict(ident, 0, DOUBLES, [f64(1, 2), f64(4)]) == ["6.0", "8.0"]
+
+
+def test_unimportable_container_class_is_a_load_error(
+    spawn: Callable[..., Replica], frontend: FakeFrontend, tmp_path: Path
+) -> None:
+    model = tmp_path / "model0"
+    model.mkdir()
+    (model / "metadata.json").write_text('{"container": "clipper_no_such_deployer.container:Model"}')
+    replica = spawn(upper)
+    ident, nc = frontend.register()
+    assert nc.status is not None and nc.status["status"] == "error"
+    error = str(nc.status["error"])
+    assert error.startswith("ModelLoadError: this model needs clipper_no_such_deployer.container to run"), error
+    out = frontend.predict(ident, 0, DOUBLES, [f64(1)])
+    assert out == [rpc.ERROR_PREFIX + "model failed to load: " + error]
+    assert replica.proc.poll() is None
+
+
 def test_answered_heartbeats_keep_the_session(spawn: Callable[..., Replica], frontend: FakeFrontend) -> None:
     spawn(shape_and_sum, env={"CLIPPER_HEARTBEAT_INTERVAL_S": "0.1", "CLIPPER_ACTIVITY_TIMEOUT_S": "0.5"})
     ident, _ = frontend.register()

@@ -1,4 +1,5 @@
-"""Compatibility path of the deployers: ``from clipper_admin.deployers import python as python_deployer``.
+"""Compatibility path of the deployers: ``from clipper_admin.deployers import python as python_deployer``,
+``from clipper_admin.deployers import pyspark as pyspark_deployer``.
 
 Submodules are imported on first use, so ``import clipper_admin`` works without ``clipper-deployers`` installed.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["onnx", "python", "pytorch"]
+__all__ = ["onnx", "pyspark", "python", "pytorch"]
 
 
 def __getattr__(name: str) -> ModuleType:

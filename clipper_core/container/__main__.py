@@ -1,4 +1,7 @@
-"""``python -m clipper_core.container``: serve the Python closure in ``$CLIPPER_MODEL_PATH/func.pkl``.
+"""``python -m clipper_core.container``: serve the model in ``$CLIPPER_MODEL_PATH``.
+
+That is the Python closure in ``func.pkl``, or the container class the directory's ``metadata.json`` names
+(:mod:`clipper_core.container.loader`).
 
 Exit status: 0 after SIGTERM/SIGINT, 1 for a configuration error (missing ``CLIPPER_MODEL_NAME`` /
 ``CLIPPER_MODEL_VERSION``, unknown ``CLIPPER_INPUT_TYPE``, ...). A model that fails to load does not end the
@@ -25,19 +28,24 @@ def main() -> int:
     )
     try:
         config = ContainerConfig.from_env()
-        from clipper_core.container.runtime import ContainerRuntime, describe_exception, resolve_input_type
+        from clipper_core.container.runtime import (
+            ContainerRuntime,
+            describe_exception,
+            predict_method,
+            resolve_input_type,
+        )
 
         input_type = resolve_input_type(config.input_type)
     except (ConfigError, ValueError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr, flush=True)
         return 1
 
-    from clipper_core.container.closure import PythonClosureContainer
+    from clipper_core.container.loader import load_model
 
     predict = None
     load_error = None
     try:
-        predict = PythonClosureContainer(config.model_path).predict
+        predict = predict_method(load_model(config.model_path), input_type)
     except (Exception, SystemExit) as exc:
         load_error = describe_exception(exc)
         logger.error("Model failed to load from %s: %s", config.model_path, load_error, exc_info=exc)

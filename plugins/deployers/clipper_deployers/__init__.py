@@ -1,4 +1,5 @@
-"""Model deployers for Clipper in Python: the Python closure deployer (``clipper_deployers.python``)."""
+"""Model deployers for Clipper in Python: Python closures (``clipper_deployers.python``) and PySpark models
+(``clipper_deployers.pyspark``, with the ``pyspark`` extra)."""
 
 from __future__ import annotations
 

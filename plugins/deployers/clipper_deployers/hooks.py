@@ -9,6 +9,7 @@ from clipper_core import hookimpl
 
 @hookimpl
 def clipper_register_deployers() -> list[Any]:
-    from clipper_deployers import onnx, python, pytorch  # framework imports happen on use only
+    # Framework deployers import their framework (torch, onnxruntime, pyspark) only when used.
+    from clipper_deployers import onnx, pyspark, python, pytorch
 
-    return [python, pytorch, onnx]
+    return [python, pytorch, onnx, pyspark]
