@@ -171,7 +171,7 @@ def test_deploy_a_function_from_a_file_and_predict(
         assert main(["deploy", "other", f"{model}:nothing", *where]) == 1
         assert "has no callable named 'nothing'" in capsys.readouterr().err
         assert main(["deploy", "other", f"{model}:total", "--deployer", "tensorflow", *where]) == 1
-        assert "Unknown deployer 'tensorflow'. Installed deployers: pyspark, python_closure" in capsys.readouterr().err
+        assert "Unknown deployer 'tensorflow'. Installed deployers: onnx, pyspark, python_closure, pytorch" in capsys.readouterr().err
         # A Spark model cannot come from the shell: the deployer says how to deploy one.
         assert main(["deploy", "other", f"{model}:total", "--deployer", "pyspark", *where]) == 1
         assert "needs the fitted Spark model and its SparkContext" in capsys.readouterr().err
