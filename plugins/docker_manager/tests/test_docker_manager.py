@@ -16,6 +16,7 @@ import requests
 from clipper_deployers import python as python_deployer
 from docker_test_support import PREFIX
 
+from clipper_core import __version__
 from clipper_core.container_manager import (
     CLIPPER_DOCKER_LABEL,
     CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
@@ -262,7 +263,7 @@ def test_bad_input(cluster: Any, tmp_path: Path) -> None:
     assert containers(cluster, f"{CLIPPER_MODEL_CONTAINER_LABEL}=noimage_1") == []
     assert cluster.get_model_info("noimage", 1) is None
     with pytest.raises(ClipperException):
-        cluster.cm.set_num_replicas("x", "1", "doubles", "clipper/python-closure-container:0.5.0", -1)
+        cluster.cm.set_num_replicas("x", "1", "doubles", f"clipper/python-closure-container:{__version__}", -1)
 
 
 def test_two_clusters_side_by_side(cluster: Any, clusters: Any) -> None:
