@@ -59,6 +59,22 @@ def _not_installed(dist: str) -> DeploymentError:
     return DeploymentError(msg)
 
 
+def installed_distribution(dist: str) -> md.Distribution:
+    """The installed ``dist``: the first ``.dist-info`` on ``sys.path`` (an ``.egg-info`` that a source tree on
+    ``sys.path`` holds is build output, not an installation).
+
+    :raises DeploymentError: naming the distribution when it is not installed.
+    """
+    found = list(md.distributions(name=dist))
+    for candidate in found:
+        if candidate.read_text("RECORD") is not None:
+            return candidate
+    if found:
+        msg = f"{dist} is only present as build output (no .dist-info with a RECORD); install it with pip"
+        raise DeploymentError(msg)
+    raise _not_installed(dist)
+
+
 def editable_project_dir(dist: md.Distribution) -> Path | None:
     """The project directory of an editable install (from its PEP 610 ``direct_url.json``), else None."""
     text = dist.read_text("direct_url.json")
@@ -202,10 +218,7 @@ def project_wheels(
             shutil.copy2(source, target)
             out.append(target)
             continue
-        try:
-            installed = md.distribution(dist)
-        except md.PackageNotFoundError:
-            raise _not_installed(dist) from None
+        installed = installed_distribution(dist)
         project = editable_project_dir(installed)
         if project is not None:
             out.append(build_from_project(project, dest, say))

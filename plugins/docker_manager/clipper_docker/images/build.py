@@ -70,9 +70,7 @@ def project_dists(names: Sequence[str]) -> list[str]:
     """The project's distributions the images need wheels of: clipper-core, and clipper-frontend when it is
     installed (required when a frontend image is built)."""
     dists = ["clipper-core"]
-    try:
-        md.distribution("clipper-frontend")
-    except md.PackageNotFoundError:
+    if not list(md.distributions(name="clipper-frontend")):
         wanted = [n for n in names if n in FRONTEND_IMAGES]
         if wanted:
             msg = (
@@ -80,7 +78,7 @@ def project_dists(names: Sequence[str]) -> list[str]:
                 "`pip install clipper-frontend` (its wheel goes into the images), or build only "
                 "`--only python-closure-container redis`"
             )
-            raise DeploymentError(msg) from None
+            raise DeploymentError(msg)
         return dists
     return [*dists, "clipper-frontend"]
 
