@@ -6,6 +6,7 @@ runs with its working directory in a temporary directory, so no source tree is i
 
 * core only (clipper-core): imports none of tornado/docker/kubernetes/pyspark, has no ``clipper images``, runs a
   model replica against a query frontend, and says to install clipper-frontend when asked for a local cluster;
+* core and docker without the frontend: ``clipper images build`` of a frontend image names clipper-frontend;
 * everything (core, frontend, deployers, docker): ``clipper images`` exists and builds the images from the installed
   distributions, and a Docker cluster started from there answers a prediction.
 """
@@ -239,6 +240,27 @@ def test_full_install_has_the_images_command(full_venv: Venv) -> None:
     commands = _commands(full_venv.run("clipper", "--help"))
     assert "images" in commands
     assert "--wheelhouse" in full_venv.run("clipper", "images", "build", "--help")
+
+
+@pytest.fixture(scope="module")
+def without_frontend_venv(workdir: Path, wheels: dict[str, Path]) -> Venv:
+    return _make_venv(workdir, "no-frontend", [wheels["clipper-core"], wheels["clipper-docker"]])
+
+
+def test_frontend_images_need_clipper_frontend(without_frontend_venv: Venv) -> None:
+    venv = without_frontend_venv
+    assert "images" in _commands(venv.run("clipper", "--help"))
+    done = subprocess.run(
+        ["clipper", "images", "build", "--only", "query_frontend", "redis"],
+        cwd=venv.workdir,
+        env=venv.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "clipper-frontend, which is not installed" in done.stderr and "pip install clipper-frontend" in done.stderr
 
 
 @pytest.fixture(scope="module")
