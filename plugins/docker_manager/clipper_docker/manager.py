@@ -55,7 +55,6 @@ from clipper_docker._services import (
 logger = logging.getLogger(__name__)
 
 
-
 class _ClusterAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         return f"[{self.extra['cluster']}] {msg}", kwargs  # type: ignore[index]
@@ -119,9 +118,7 @@ class DockerContainerManager(ContainerManager):
         self.extra_container_kwargs = extra
         self.common_labels = {**user_labels, CLIPPER_DOCKER_LABEL: cluster_name}
         #: Image of the Redis container (start_clipper has no parameter for it, as in the original).
-        self.redis_image = os.environ.get("CLIPPER_REDIS_IMAGE") or (
-            f"{clipper_registry()}/redis:{__version__}"
-        )
+        self.redis_image = os.environ.get("CLIPPER_REDIS_IMAGE") or (f"{clipper_registry()}/redis:{__version__}")
         self.start_timeout = 120.0
         self.deploy_timeout = 120.0
         self.stop_timeout = 10
@@ -410,7 +407,8 @@ class DockerContainerManager(ContainerManager):
 
     def get_logs(self, logging_dir: str) -> list[str]:
         if self.centralize_log:
-            raise NotImplementedError("get_logs with use_centralized_log (fluentd) is not supported")
+            msg = "get_logs with use_centralized_log (fluentd) is not supported"
+            raise NotImplementedError(msg)
         os.makedirs(logging_dir, exist_ok=True)
         paths = []
         with api.docker_errors("Reading container logs"):
