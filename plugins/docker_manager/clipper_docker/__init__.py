@@ -14,6 +14,6 @@ from clipper_docker.manager import DockerContainerManager
 try:
     __version__ = importlib.metadata.version("clipper-docker")
 except importlib.metadata.PackageNotFoundError:  # imported from a source tree that is not installed
-    __version__ = "unknown"
+    __version__ = "0+unknown"
 
 __all__ = ["DockerContainerManager", "__version__"]
