@@ -55,9 +55,22 @@ def docker_errors(what: str, error: type[ClipperException] = ContainerManagerErr
     except docker.errors.APIError as exc:
         msg = f"{what} failed: {exc.explanation or exc}"
         raise error(msg) from exc
-    except (docker.errors.DockerException, OSError) as exc:  # OSError: the SDK's connection errors
+    except docker.errors.DockerException as exc:
         msg = f"{what} failed: {exc}. Is the Docker daemon still running? {NO_DAEMON_HINT}"
         raise error(msg) from exc
+    except OSError as exc:
+        if not is_connection_error(exc):
+            raise
+        msg = f"{what} failed: {exc}. Is the Docker daemon still running? {NO_DAEMON_HINT}"
+        raise error(msg) from exc
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """One of the Docker SDK's transport errors (requests' and urllib3's exceptions are OSErrors), or a socket's."""
+    return isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.split(".")[0] in (
+        "requests",
+        "urllib3",
+    )
 
 
 def ensure_image(

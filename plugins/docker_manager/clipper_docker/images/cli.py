@@ -7,12 +7,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from clipper_core import __version__
 from clipper_core.container_manager import clipper_registry
 from clipper_core.errors import ClipperException
 from clipper_docker.images.build import IMAGE_NAMES, build_images
+
+if TYPE_CHECKING:
+    from clipper_core.commands import CommandContext
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_build_arguments(sub.add_parser("build", help="build (or refresh) every Clipper image", description=HELP))
 
 
-def run(args: argparse.Namespace, ctx: Any = None) -> int:
+def run(args: argparse.Namespace, ctx: CommandContext | None = None) -> int:
     """Run ``images build`` with parsed ``args``; errors propagate as :class:`ClipperException`."""
     build_images(
         registry=args.registry,
