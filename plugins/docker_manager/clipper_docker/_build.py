@@ -13,7 +13,7 @@ import docker
 import docker.errors
 
 from clipper_core.container_manager import check_model_data_path, default_base_image
-from clipper_core.errors import ClipperException
+from clipper_core.errors import DeploymentError
 from clipper_docker._dockerapi import docker_errors, ensure_image
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def _stream_errors(stream: Any, what: str) -> list[str]:
             err = chunk.get("error") or chunk["errorDetail"].get("message", "")
             tail = "".join(lines[-20:]).rstrip()
             msg = f"{what} failed: {str(err).strip()}" + (f"\nLast build output:\n{tail}" if tail else "")
-            raise ClipperException(msg)
+            raise DeploymentError(msg)
         text = chunk.get("stream") or ""
         if text:
             lines.append(text)
@@ -86,10 +86,10 @@ def build_model_image(
     if container_registry:
         repo = f"{container_registry.rstrip('/')}/{repo}"
     image = f"{repo}:{version}"
-    ensure_image(client, base_image, "base image")
+    ensure_image(client, base_image, "base image", DeploymentError)
     context = build_context(model_data_path, model_dockerfile(base_image, pkgs_to_install))
     logger.info("building Docker image %s from %s (base %s)", image, model_data_path, base_image)
-    with docker_errors(f"Building image {image}"):
+    with docker_errors(f"Building image {image}", DeploymentError):
         stream = client.api.build(
             fileobj=context,
             custom_context=True,
@@ -111,11 +111,11 @@ def push_image(client: docker.DockerClient, repo: str, tag: str) -> None:
     what = f"Pushing image {repo}:{tag}"
     for attempt in range(1, PUSH_TRIES + 1):
         try:
-            with docker_errors(what):
+            with docker_errors(what, DeploymentError):
                 _stream_errors(client.api.push(repo, tag=tag, stream=True, decode=True), what)
             logger.info("pushed %s:%s", repo, tag)
             return
-        except ClipperException as exc:
+        except DeploymentError as exc:
             transient = "timeout" in exc.msg.lower() and attempt < PUSH_TRIES
             if not transient:
                 raise

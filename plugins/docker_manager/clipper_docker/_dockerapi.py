@@ -7,15 +7,16 @@ import logging
 import os
 import random
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
 import docker.errors
-import requests
 
-from clipper_core.errors import ClipperException
+from clipper_core.errors import ClipperException, ContainerManagerError
 
 logger = logging.getLogger(__name__)
 
@@ -32,37 +33,55 @@ NO_DAEMON_HINT = (
 def connect_docker(timeout: int = 120) -> docker.DockerClient:
     """A client for the daemon of the environment (``DOCKER_HOST`` or the default socket).
 
-    :raises ClipperException: when no daemon answers, saying how to start one.
+    :raises ContainerManagerError: when no daemon answers, saying how to start one.
     """
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+    except (docker.errors.DockerException, OSError) as exc:  # the SDK's connection errors are OSErrors
         where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         msg = f"No Docker daemon answers at {where} ({exc}). {NO_DAEMON_HINT}"
-        raise ClipperException(msg) from exc
+        raise ContainerManagerError(msg) from exc
     return client
 
 
 @contextlib.contextmanager
-def docker_errors(what: str) -> Iterator[None]:
-    """Turn Docker SDK and connection errors raised inside the block into :class:`ClipperException`."""
+def docker_errors(what: str, error: type[ClipperException] = ContainerManagerError) -> Iterator[None]:
+    """Turn Docker SDK and connection errors raised inside the block into ``error``."""
     try:
         yield
     except ClipperException:
         raise
     except docker.errors.APIError as exc:
         msg = f"{what} failed: {exc.explanation or exc}"
-        raise ClipperException(msg) from exc
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise error(msg) from exc
+    except docker.errors.DockerException as exc:
         msg = f"{what} failed: {exc}. Is the Docker daemon still running? {NO_DAEMON_HINT}"
-        raise ClipperException(msg) from exc
+        raise error(msg) from exc
+    except OSError as exc:
+        if not is_connection_error(exc):
+            raise
+        msg = f"{what} failed: {exc}. Is the Docker daemon still running? {NO_DAEMON_HINT}"
+        raise error(msg) from exc
 
 
-def ensure_image(client: docker.DockerClient, image: str, what: str = "image") -> None:
+def is_connection_error(exc: BaseException) -> bool:
+    """One of the Docker SDK's transport errors (requests' and urllib3's exceptions are OSErrors), or a socket's."""
+    return isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.split(".")[0] in (
+        "requests",
+        "urllib3",
+    )
+
+
+def ensure_image(
+    client: docker.DockerClient,
+    image: str,
+    what: str = "image",
+    error: type[ClipperException] = ContainerManagerError,
+) -> None:
     """Make sure ``image`` is present locally, pulling it if possible.
 
-    :raises ClipperException: when it is neither present nor pullable.
+    :raises error: when it is neither present nor pullable.
     """
     try:
         client.images.get(image)
@@ -71,7 +90,7 @@ def ensure_image(client: docker.DockerClient, image: str, what: str = "image") -
         pass
     except docker.errors.APIError as exc:
         msg = f"Cannot inspect the {what} {image}: {exc.explanation or exc}"
-        raise ClipperException(msg) from exc
+        raise error(msg) from exc
     logger.info("%s %s is not present locally; trying to pull it", what, image)
     try:
         client.images.pull(image)
@@ -82,7 +101,7 @@ def ensure_image(client: docker.DockerClient, image: str, what: str = "image") -
             "Build the Clipper images with `clipper images build` (or `clipper-images build`), or pass an image "
             "that exists."
         )
-        raise ClipperException(msg) from exc
+        raise error(msg) from exc
 
 
 def daemon_is_local() -> bool:
@@ -103,7 +122,7 @@ def run_container(client: docker.DockerClient, prefix: str, image: str, **kwargs
                 continue
             raise
     msg = f"Could not find a free container name for {prefix}: {last}"
-    raise ClipperException(msg)
+    raise ContainerManagerError(msg)
 
 
 def logs_tail(container: Any, lines: int = 30) -> str:
@@ -154,10 +173,11 @@ def wait_for(
     timeout: float,
     extra_check: Callable[[], bool] | None = None,
     failed: Callable[[Any], str | None] = container_failed,
+    error: type[ClipperException] = ContainerManagerError,
 ) -> None:
     """Poll until ``ready(container)`` holds for all (and ``extra_check()`` is true); fail early on a crash.
 
-    :raises ClipperException: naming the container, why, and the tail of its log.
+    :raises error: naming the container, why, and the tail of its log.
     """
     deadline = time.monotonic() + timeout
     pending = list(containers)
@@ -168,11 +188,11 @@ def wait_for(
                 c.reload()
             except docker.errors.NotFound as exc:
                 msg = f"{what}: container {c.name} disappeared"
-                raise ClipperException(msg) from exc
+                raise error(msg) from exc
             why = failed(c)
             if why is not None:
                 msg = f"{what}: container {c.name} ({c.attrs['Config']['Image']}) {why}. Last lines of its log:\n"
-                raise ClipperException(msg + logs_tail(c))
+                raise error(msg + logs_tail(c))
             if not ready(c):
                 still.append(c)
         pending = still
@@ -182,14 +202,15 @@ def wait_for(
             names = ", ".join(c.name for c in pending) or "the service check"
             detail = "\n".join(f"--- {c.name}:\n{logs_tail(c)}" for c in pending)
             msg = f"{what}: {names} not ready after {timeout:.0f} s.\n{detail}".rstrip()
-            raise ClipperException(msg)
+            raise error(msg)
         time.sleep(0.2)
 
 
 def http_ok(url: str) -> bool:
     try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own frontends' URLs
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
         return False
 
 

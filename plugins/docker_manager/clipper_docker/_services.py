@@ -2,14 +2,20 @@
 
 Names, labels and port labels follow the original (reference §6.3). With ``docker_network="host"`` every container
 uses host networking and binds the manager's ports on 127.0.0.1; otherwise they join a user-defined bridge network,
-listen on the in-network default ports and publish them on the manager's ports.
+listen on the in-network default ports and publish them on the manager's ports at ``publish_address`` (127.0.0.1
+unless the user asks for another address).
+
+Everything here works from a frozen :class:`ServicesSpec` the manager builds, never from the manager itself.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
+import docker
 import docker.errors
 
 from clipper_core.container_manager import (
@@ -18,9 +24,6 @@ from clipper_core.container_manager import (
 )
 from clipper_core.ports import check_ports as shared_check_ports
 from clipper_docker import _dockerapi as api
-
-if TYPE_CHECKING:
-    from clipper_docker.manager import DockerContainerManager
 
 logger = logging.getLogger(__name__)
 
@@ -41,111 +44,162 @@ def in_network_port(service: str) -> int:
     return _IN_NETWORK_PORTS[service]
 
 
-def check_ports(cm: DockerContainerManager) -> None:
-    """Raise a :class:`ClipperException` naming the first configured port that is taken or used twice."""
+@dataclass(frozen=True)
+class Placement:
+    """Where a cluster's containers run: network, published-port address, labels and the user's extra kwargs."""
+
+    network: str
+    publish_address: str = "127.0.0.1"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    extra_container_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def host_network(self) -> bool:
+        return self.network == "host"
+
+    def container_kwargs(self, labels: Mapping[str, str], ports: Mapping[str, int] | None = None) -> dict[str, Any]:
+        """``containers.run`` keyword arguments: extra kwargs, labels, network, and ports published (bridge only)
+        on ``publish_address``."""
+        kwargs: dict[str, Any] = {**self.extra_container_kwargs, "labels": {**self.labels, **labels}}
+        if self.host_network:
+            kwargs["network_mode"] = "host"
+        else:
+            kwargs["network"] = self.network
+            if ports:
+                kwargs["ports"] = {inner: (self.publish_address, port) for inner, port in ports.items()}
+        kwargs.setdefault("init", True)  # PID 1 forwards SIGTERM, so stop() is quick
+        return kwargs
+
+
+@dataclass(frozen=True)
+class ServicesSpec:
+    """Everything :func:`start_services` needs to start one cluster's Redis and frontends."""
+
+    cluster_name: str
+    placement: Placement
+    #: The address clients (and the readiness checks) reach the published ports at.
+    docker_ip_address: str
+    query_port: int
+    management_port: int
+    rpc_port: int
+    redis_port: int
+    #: An external Redis; None starts a Redis container.
+    redis_ip: str | None
+    redis_image: str
+    query_image: str
+    mgmt_image: str
+    cache_size: int
+    timeout_content: int
+    start_timeout: float
+
+    @property
+    def images(self) -> list[str]:
+        """The images the services run."""
+        return [self.query_image, self.mgmt_image] + ([self.redis_image] if self.redis_ip is None else [])
+
+
+def check_ports(spec: ServicesSpec) -> None:
+    """Raise a :class:`ContainerManagerError` naming the first configured port that is taken or used twice."""
     wanted = [
-        (cm.clipper_query_port, "the query frontend (clipper_query_port)"),
-        (cm.clipper_management_port, "the management frontend (clipper_management_port)"),
-        (cm.clipper_rpc_port, "model container RPC (clipper_rpc_port)"),
+        (spec.query_port, "the query frontend (clipper_query_port)"),
+        (spec.management_port, "the management frontend (clipper_management_port)"),
+        (spec.rpc_port, "model container RPC (clipper_rpc_port)"),
     ]
-    if cm.redis_ip is None:
-        wanted.append((cm.redis_port, "Redis (redis_port)"))
-    host = "127.0.0.1" if cm.host_network else "0.0.0.0"
+    if spec.redis_ip is None:
+        wanted.append((spec.redis_port, "Redis (redis_port)"))
+    host = "127.0.0.1" if spec.placement.host_network else spec.placement.publish_address
     shared_check_ports(
-        cm.cluster_name, [(port, what, host) for port, what in wanted], check_free=api.daemon_is_local()
+        spec.cluster_name, [(port, what, host) for port, what in wanted], check_free=api.daemon_is_local()
     )
 
 
-def ensure_network(cm: DockerContainerManager) -> None:
+def ensure_network(client: docker.DockerClient, placement: Placement) -> None:
     """Create the user-defined bridge network unless it exists (nothing to do for host networking)."""
-    if cm.host_network:
+    if placement.host_network:
         return
-    client = cm.docker_client
-    with api.docker_errors(f"Creating the Docker network {cm.docker_network}"):
-        if not client.networks.list(names=[cm.docker_network]):
+    with api.docker_errors(f"Creating the Docker network {placement.network}"):
+        if not client.networks.list(names=[placement.network]):
             try:
-                client.networks.create(cm.docker_network, driver="bridge", check_duplicate=True)
+                client.networks.create(placement.network, driver="bridge", check_duplicate=True)
             except docker.errors.APIError as exc:  # created concurrently by another cluster
-                logger.debug("network %s: %s", cm.docker_network, exc)
+                logger.debug("network %s: %s", placement.network, exc)
 
 
-def start_services(
-    cm: DockerContainerManager,
-    started: list[Any],
-    query_image: str,
-    mgmt_image: str,
-    cache_size: int,
-    timeout_content: int,
-) -> None:
+def start_services(client: docker.DockerClient, spec: ServicesSpec, started: list[Any]) -> None:
     """Start Redis (unless external), the management and the query frontend; wait until both frontends answer.
 
     Every started container is appended to ``started`` at once, so the caller can remove them on failure.
     """
-    client = cm.docker_client
-    host = cm.host_network
+    place = spec.placement
+    host = place.host_network
+    # Inside a bridge network the services must accept connections from the other containers; what reaches them
+    # from outside is decided by the published ports (placement.publish_address).
     bind = "127.0.0.1" if host else "0.0.0.0"
     port = (
-        {"query": cm.clipper_query_port, "rpc": cm.clipper_rpc_port, "mgmt": cm.clipper_management_port}
+        {"query": spec.query_port, "rpc": spec.rpc_port, "mgmt": spec.management_port}
         if host
         else dict(_IN_NETWORK_PORTS)
     )
-    if cm.redis_ip is not None:
-        redis_addr, redis_port = cm.redis_ip, cm.redis_port
+    if spec.redis_ip is not None:
+        redis_addr, redis_port = spec.redis_ip, spec.redis_port
     else:
-        redis_port = cm.redis_port if host else in_network_port("redis")
+        redis_port = spec.redis_port if host else in_network_port("redis")
         command = ["redis-server", "--port", str(redis_port), "--bind", bind, "--protected-mode", "no"]
         redis = api.run_container(
             client,
             "redis",
-            cm.redis_image,
+            spec.redis_image,
             command=[*command, "--save", "", "--appendonly", "no"],
             restart_policy=_RESTART,
-            **cm.container_kwargs({REDIS_PORT_LABEL: str(cm.redis_port)}, {"6379/tcp": cm.redis_port}),
+            **place.container_kwargs({REDIS_PORT_LABEL: str(spec.redis_port)}, {"6379/tcp": spec.redis_port}),
         )
         started.append(redis)
         redis_addr = "127.0.0.1" if host else redis.name
     redis_args = ["--redis-ip", redis_addr, "--redis-port", str(redis_port)]
 
-    mgmt_labels = {CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: "", MGMT_PORT_LABEL: str(cm.clipper_management_port)}
+    mgmt_labels = {CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: "", MGMT_PORT_LABEL: str(spec.management_port)}
     started.append(
         api.run_container(
             client,
             "mgmt_frontend",
-            mgmt_image,
+            spec.mgmt_image,
             command=["--host", bind, "--port", str(port["mgmt"]), *redis_args],
             restart_policy=_RESTART,
-            **cm.container_kwargs(mgmt_labels, {"1338/tcp": cm.clipper_management_port}),
+            **place.container_kwargs(mgmt_labels, {"1338/tcp": spec.management_port}),
         )
     )
 
     query_labels = {
         CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: "",
-        QUERY_PORT_LABEL: str(cm.clipper_query_port),
-        RPC_PORT_LABEL: str(cm.clipper_rpc_port),
-        MGMT_PORT_LABEL: str(cm.clipper_management_port),
-        REDIS_PORT_LABEL: str(cm.redis_port),
-        REDIS_IP_LABEL: cm.redis_ip or "",
-        NETWORK_LABEL: cm.docker_network,
+        QUERY_PORT_LABEL: str(spec.query_port),
+        RPC_PORT_LABEL: str(spec.rpc_port),
+        MGMT_PORT_LABEL: str(spec.management_port),
+        REDIS_PORT_LABEL: str(spec.redis_port),
+        REDIS_IP_LABEL: spec.redis_ip or "",
+        NETWORK_LABEL: place.network,
     }
     query_args = ["--host", bind, "--port", str(port["query"]), "--rpc-port", str(port["rpc"]), *redis_args]
-    query_args += ["--cache-size", str(int(cache_size)), "--timeout-content", str(timeout_content)]
-    published = {"1337/tcp": cm.clipper_query_port, "7000/tcp": cm.clipper_rpc_port}
+    query_args += ["--cache-size", str(int(spec.cache_size)), "--timeout-content", str(spec.timeout_content)]
+    published = {"1337/tcp": spec.query_port, "7000/tcp": spec.rpc_port}
     started.append(
         api.run_container(
             client,
             "query_frontend",
-            query_image,
+            spec.query_image,
             command=query_args,
             restart_policy=_RESTART,
-            **cm.container_kwargs(query_labels, published),
+            **place.container_kwargs(query_labels, published),
         )
     )
 
-    urls = [f"http://{cm.get_admin_addr()}/admin/ping", f"http://{cm.get_query_addr()}/metrics"]
+    urls = [
+        f"http://{spec.docker_ip_address}:{spec.management_port}/admin/ping",
+        f"http://{spec.docker_ip_address}:{spec.query_port}/metrics",
+    ]
     api.wait_for(
         started,
         api.container_ready,
-        f"Starting Clipper cluster {cm.cluster_name}",
-        cm.start_timeout,
+        f"Starting Clipper cluster {spec.cluster_name}",
+        spec.start_timeout,
         extra_check=lambda: all(api.http_ok(u) for u in urls),
     )

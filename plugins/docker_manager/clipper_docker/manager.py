@@ -2,7 +2,9 @@
 
 Same constructor, labels, container names and behaviour as the original (reference §6.3), with these changes:
 ``docker_network="host"`` is supported (every container uses host networking and binds the constructor's ports on
-127.0.0.1 — what the tests use); ports are never silently replaced by random ones (a taken port is an error);
+127.0.0.1 — what the tests use); on a bridge network the ports are published on ``publish_address`` (127.0.0.1 by
+default, where the original published on every interface); ports are never silently replaced by random ones (a taken
+port is an error);
 stopped containers are also removed; model replicas restart on failure; no Prometheus/exporter/fluentd containers
 are started (the query frontend serves ``/metrics`` itself).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import docker
@@ -23,13 +26,15 @@ from clipper_core.container_manager import (
     CLIPPER_MODEL_CONTAINER_LABEL,
     CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
     DEFAULT_CACHE_SIZE,
+    STANDARD_OPTIONS,
     ContainerManager,
+    ManagerOption,
     clipper_registry,
     cluster_exists_error,
     model_label,
     validate_model_name,
 )
-from clipper_core.errors import ClipperException
+from clipper_core.errors import ContainerManagerError, DeploymentError
 from clipper_docker import _dockerapi as api
 from clipper_docker._build import build_model_image
 from clipper_docker._services import (
@@ -39,6 +44,8 @@ from clipper_docker._services import (
     REDIS_IP_LABEL,
     REDIS_PORT_LABEL,
     RPC_PORT_LABEL,
+    Placement,
+    ServicesSpec,
     check_ports,
     ensure_network,
     in_network_port,
@@ -46,7 +53,6 @@ from clipper_docker._services import (
 )
 
 logger = logging.getLogger(__name__)
-
 
 
 class _ClusterAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -58,6 +64,18 @@ class DockerContainerManager(ContainerManager):
     """Runs one Clipper cluster on a Docker daemon; every container carries ``ai.clipper.container.label``."""
 
     PLUGIN_NAME: ClassVar[str] = "docker"
+
+    @classmethod
+    def cli_options(cls) -> Sequence[ManagerOption]:
+        return (
+            *STANDARD_OPTIONS,
+            ManagerOption("docker_network", "Docker network: 'host', or a bridge network (default clipper_network)"),
+            ManagerOption("docker_ip_address", "address the frontends are reached at (default localhost)"),
+            ManagerOption(
+                "publish_address",
+                "host address bridge-network ports are published on (default 127.0.0.1; 0.0.0.0 for every interface)",
+            ),
+        )
 
     def __init__(
         self,
@@ -73,7 +91,11 @@ class DockerContainerManager(ContainerManager):
         prometheus_port: int = 9090,
         docker_network: str = "clipper_network",
         extra_container_kwargs: dict[str, Any] | None = None,
+        publish_address: str = "127.0.0.1",
     ) -> None:
+        """The original's arguments, plus ``publish_address``: the host address the ports of a bridge-network
+        cluster are published on (``"0.0.0.0"`` for every interface, as the original did). Host networking always
+        binds 127.0.0.1."""
         self.cluster_name = validate_model_name(cluster_name, "cluster name")
         self.cluster_identifier = cluster_name
         self.docker_ip_address = docker_ip_address
@@ -88,6 +110,7 @@ class DockerContainerManager(ContainerManager):
         self.redis_port = int(redis_port)
         self.prometheus_port = int(prometheus_port)
         self.docker_network = docker_network
+        self.publish_address = publish_address
         extra = dict(extra_container_kwargs or {})
         user_labels = dict(extra.pop("labels", None) or {})
         for key in ("network", "network_mode", "detach", "name"):
@@ -95,9 +118,7 @@ class DockerContainerManager(ContainerManager):
         self.extra_container_kwargs = extra
         self.common_labels = {**user_labels, CLIPPER_DOCKER_LABEL: cluster_name}
         #: Image of the Redis container (start_clipper has no parameter for it, as in the original).
-        self.redis_image = os.environ.get("CLIPPER_REDIS_IMAGE") or (
-            f"{clipper_registry()}/redis:{__version__}"
-        )
+        self.redis_image = os.environ.get("CLIPPER_REDIS_IMAGE") or (f"{clipper_registry()}/redis:{__version__}")
         self.start_timeout = 120.0
         self.deploy_timeout = 120.0
         self.stop_timeout = 10
@@ -108,7 +129,7 @@ class DockerContainerManager(ContainerManager):
 
     @property
     def docker_client(self) -> docker.DockerClient:
-        """The Docker SDK client (connected on first use; raises a ClipperException when no daemon answers)."""
+        """The Docker SDK client (connected on first use; raises a ContainerManagerError when no daemon answers)."""
         if self._docker_client is None:
             self._docker_client = api.connect_docker()
         return self._docker_client
@@ -157,6 +178,7 @@ class DockerContainerManager(ContainerManager):
             {
                 "running": self.is_running(),
                 "docker_network": self.docker_network,
+                "publish_address": self.publish_address,
                 "rpc_port": self.clipper_rpc_port,
                 "redis": f"{self.redis_ip or self.docker_ip_address}:{self.redis_port}",
                 "external_redis": bool(self.redis_ip),
@@ -167,17 +189,36 @@ class DockerContainerManager(ContainerManager):
 
     # -- start / connect / stop ---------------------------------------------------------------------
 
-    def container_kwargs(self, labels: dict[str, str], ports: dict[str, int] | None = None) -> dict[str, Any]:
-        """``containers.run`` keyword arguments: extra_container_kwargs, labels, network (and published ports)."""
-        kwargs: dict[str, Any] = {**self.extra_container_kwargs, "labels": {**self.common_labels, **labels}}
-        if self.host_network:
-            kwargs["network_mode"] = "host"
-        else:
-            kwargs["network"] = self.docker_network
-            if ports:
-                kwargs["ports"] = ports
-        kwargs.setdefault("init", True)  # PID 1 forwards SIGTERM, so stop() is quick
-        return kwargs
+    @property
+    def placement(self) -> Placement:
+        """Network, published-port address, labels and extra kwargs of this cluster's containers."""
+        return Placement(
+            network=self.docker_network,
+            publish_address=self.publish_address,
+            labels=dict(self.common_labels),
+            extra_container_kwargs=dict(self.extra_container_kwargs),
+        )
+
+    def services_spec(
+        self, query_frontend_image: str, mgmt_frontend_image: str, cache_size: int, timeout_content: int
+    ) -> ServicesSpec:
+        """What starting this cluster's Redis and frontends needs, frozen."""
+        return ServicesSpec(
+            cluster_name=self.cluster_name,
+            placement=self.placement,
+            docker_ip_address=self.docker_ip_address,
+            query_port=self.clipper_query_port,
+            management_port=self.clipper_management_port,
+            rpc_port=self.clipper_rpc_port,
+            redis_port=self.redis_port,
+            redis_ip=self.redis_ip,
+            redis_image=self.redis_image,
+            query_image=query_frontend_image,
+            mgmt_image=mgmt_frontend_image,
+            cache_size=int(cache_size),
+            timeout_content=int(timeout_content),
+            start_timeout=self.start_timeout,
+        )
 
     def start_clipper(
         self,
@@ -192,10 +233,10 @@ class DockerContainerManager(ContainerManager):
     ) -> None:
         if num_frontend_replicas != 1:
             msg = "Docker container manager's query frontend scale-out is not supported yet (num_frontend_replicas)"
-            raise ClipperException(msg)
+            raise ContainerManagerError(msg)
         if self.centralize_log:
             msg = "use_centralized_log (fluentd) is not supported by this DockerContainerManager; use get_logs()"
-            raise ClipperException(msg)
+            raise ContainerManagerError(msg)
         if self._containers(all=False):
             raise cluster_exists_error(self.cluster_name)
         leftovers = self._containers()  # exited containers of an earlier run of this cluster
@@ -203,17 +244,15 @@ class DockerContainerManager(ContainerManager):
             self.log.info("removing %d stopped containers of an earlier run", len(leftovers))
             with api.docker_errors("Removing stopped containers"):
                 api.stop_and_remove(leftovers, graceful=False)
-        images = [query_frontend_image, mgmt_frontend_image] + ([self.redis_image] if self.redis_ip is None else [])
-        for image in images:
+        spec = self.services_spec(query_frontend_image, mgmt_frontend_image, cache_size, qf_http_timeout_content)
+        for image in spec.images:
             api.ensure_image(self.docker_client, image)
-        check_ports(self)
-        ensure_network(self)
+        check_ports(spec)
+        ensure_network(self.docker_client, spec.placement)
         started: list[Any] = []
         try:
             with api.docker_errors(f"Starting Clipper cluster {self.cluster_name}"):
-                start_services(
-                    self, started, query_frontend_image, mgmt_frontend_image, cache_size, qf_http_timeout_content
-                )
+                start_services(self.docker_client, spec, started)
         except BaseException:
             self.log.warning("start-up failed; removing the %d containers started", len(started))
             try:
@@ -231,7 +270,7 @@ class DockerContainerManager(ContainerManager):
                 f"frontend container labelled {CLIPPER_DOCKER_LABEL}={self.cluster_name}). Start it with "
                 "ClipperConnection(DockerContainerManager(...)).start_clipper()."
             )
-            raise ClipperException(msg)
+            raise ContainerManagerError(msg)
         labels = query.labels
         try:
             self.clipper_query_port = int(labels[QUERY_PORT_LABEL])
@@ -242,7 +281,7 @@ class DockerContainerManager(ContainerManager):
             self.redis_port = int(labels.get(REDIS_PORT_LABEL, self.redis_port))
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"Container {query.name} of cluster {self.cluster_name} lacks the port labels: {exc}"
-            raise ClipperException(msg) from exc
+            raise ContainerManagerError(msg) from exc
         self.redis_ip = labels.get(REDIS_IP_LABEL) or None
         self.docker_network = labels.get(NETWORK_LABEL, self.docker_network)
         self.log.info("connected (query %s, admin %s)", self.get_query_addr(), self.get_admin_addr())
@@ -300,7 +339,7 @@ class DockerContainerManager(ContainerManager):
         num_replicas = int(num_replicas)
         if num_replicas < 0:
             msg = f"num_replicas must be >= 0, got {num_replicas}"
-            raise ClipperException(msg)
+            raise DeploymentError(msg)
         current = self._model_containers(name, version)
         if len(current) > num_replicas:
             surplus = sorted(current, key=lambda c: c.attrs.get("Created", ""))[num_replicas:]
@@ -317,15 +356,20 @@ class DockerContainerManager(ContainerManager):
                 f"Clipper cluster '{self.cluster_name}' is not running (no query frontend container), so replicas "
                 f"of {name}:{version} would have nothing to connect to. Start it with start_clipper()."
             )
-            raise ClipperException(msg)
-        api.ensure_image(self.docker_client, image, "model image")
+            raise ContainerManagerError(msg)
+        api.ensure_image(self.docker_client, image, "model image", DeploymentError)
         added: list[Any] = []
         try:
-            with api.docker_errors(f"Starting replicas of {name}:{version}"):
+            with api.docker_errors(f"Starting replicas of {name}:{version}", DeploymentError):
                 for _ in range(missing):
                     added.append(self._add_replica(name, version, input_type, image, query))
                 api.wait_for(
-                    added, api.container_ready, f"Model {name}:{version}", self.deploy_timeout, failed=api.model_failed
+                    added,
+                    api.container_ready,
+                    f"Model {name}:{version}",
+                    self.deploy_timeout,
+                    failed=api.model_failed,
+                    error=DeploymentError,
                 )
         except BaseException:
             try:
@@ -345,7 +389,7 @@ class DockerContainerManager(ContainerManager):
             env.update(CLIPPER_IP="127.0.0.1", CLIPPER_PORT=str(self.clipper_rpc_port))
         else:
             env.update(CLIPPER_IP=query.name, CLIPPER_PORT=str(in_network_port("rpc")))
-        kwargs = self.container_kwargs({CLIPPER_MODEL_CONTAINER_LABEL: model_label(name, version)})
+        kwargs = self.placement.container_kwargs({CLIPPER_MODEL_CONTAINER_LABEL: model_label(name, version)})
         kwargs["environment"] = {**(kwargs.get("environment") or {}), **env}
         kwargs.setdefault("restart_policy", {"Name": "on-failure"})
         return api.run_container(self.docker_client, f"{name}_{version}", image, **kwargs)
@@ -363,7 +407,8 @@ class DockerContainerManager(ContainerManager):
 
     def get_logs(self, logging_dir: str) -> list[str]:
         if self.centralize_log:
-            raise NotImplementedError("get_logs with use_centralized_log (fluentd) is not supported")
+            msg = "get_logs with use_centralized_log (fluentd) is not supported"
+            raise NotImplementedError(msg)
         os.makedirs(logging_dir, exist_ok=True)
         paths = []
         with api.docker_errors("Reading container logs"):

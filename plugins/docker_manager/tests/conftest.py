@@ -163,7 +163,8 @@ def wait_until() -> Callable[..., Any]:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+                msg = f"timed out after {timeout:.0f} s waiting for {what}"
+                raise AssertionError(msg)
             time.sleep(0.25)
 
     return wait

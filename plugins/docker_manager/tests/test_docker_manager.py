@@ -16,6 +16,7 @@ import requests
 from clipper_deployers import python as python_deployer
 from docker_test_support import PREFIX
 
+from clipper_core import __version__
 from clipper_core.container_manager import (
     CLIPPER_DOCKER_LABEL,
     CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
@@ -64,6 +65,54 @@ def test_registered_through_the_entry_point() -> None:
         "clipper_network",
     )
     assert cm.get_query_addr() == "localhost:1337" and cm.get_admin_addr() == "localhost:1338"
+
+
+def test_cli_options_are_constructor_arguments() -> None:
+    import inspect
+
+    from clipper_admin import DockerContainerManager
+
+    options = {o.name: o.cli_flag for o in DockerContainerManager.cli_options()}
+    assert set(options) <= set(inspect.signature(DockerContainerManager).parameters)
+    assert options["docker_network"] == "--docker-network" and options["publish_address"] == "--publish-address"
+    assert options["clipper_query_port"] == "--query-port" and "docker_ip_address" in options and "redis_ip" in options
+
+
+def test_images_command_comes_from_the_plugin(capsys: pytest.CaptureFixture[str]) -> None:
+    from clipper_core.cli import main
+    from clipper_core.plugins import list_plugins
+    from clipper_core.registry import PluginHost
+
+    docker_plugin = [p for p in list_plugins(PluginHost().pm) if p["dist"] == "clipper-docker"]
+    assert docker_plugin and "clipper_register_commands" in docker_plugin[0]["hooks"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["images", "build", "--help"])
+    assert exit_info.value.code == 0
+    assert "--wheelhouse" in capsys.readouterr().out
+
+
+def test_clipper_command_starts_and_stops_a_docker_cluster(
+    clipper_images: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clipper_admin import DockerContainerManager
+    from clipper_core.cli import main
+
+    name = f"{PREFIX}-cli"
+    query, mgmt, rpc, redis = free_ports(4)
+    flags = ["--manager", "docker", "--cluster-name", name]
+    start = ["--docker-network", "host", "--query-port", str(query), "--mgmt-port", str(mgmt)]
+    start += ["--rpc-port", str(rpc), "--redis-port", str(redis)]
+    cm = DockerContainerManager(cluster_name=name)
+    try:
+        assert main(["start", *flags, *start]) == 0, capsys.readouterr().err
+        assert f"http://localhost:{query}" in capsys.readouterr().out
+        cm.connect()
+        assert (cm.clipper_query_port, cm.clipper_rpc_port, cm.docker_network) == (query, rpc, "host")
+        assert main(["status", *flags, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["cluster"]["docker_network"] == "host"
+    finally:
+        assert main(["stop", *flags, "--kill"]) == 0
+    assert not cm.is_running() and cm._containers() == []
 
 
 def test_no_daemon_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -262,7 +311,7 @@ def test_bad_input(cluster: Any, tmp_path: Path) -> None:
     assert containers(cluster, f"{CLIPPER_MODEL_CONTAINER_LABEL}=noimage_1") == []
     assert cluster.get_model_info("noimage", 1) is None
     with pytest.raises(ClipperException):
-        cluster.cm.set_num_replicas("x", "1", "doubles", "clipper/python-closure-container:0.5.0", -1)
+        cluster.cm.set_num_replicas("x", "1", "doubles", f"clipper/python-closure-container:{__version__}", -1)
 
 
 def test_two_clusters_side_by_side(cluster: Any, clusters: Any) -> None:
@@ -302,6 +351,11 @@ def test_bridge_network_publishes_ports(clusters: Any, docker_client: Any) -> No
         env = dict(e.split("=", 1) for e in replica.attrs["Config"]["Env"])
         (query,) = containers(conn, CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL)
         assert env["CLIPPER_IP"] == query.name and env["CLIPPER_PORT"] == "7000"
+        # Published on loopback only (the original published on every interface).
+        for c in containers(conn, all=False):
+            bindings = [b for port in (c.attrs["HostConfig"]["PortBindings"] or {}).values() for b in port or []]
+            assert bindings == [] or {b["HostIp"] for b in bindings} == {"127.0.0.1"}, c.name
+        assert len([c for c in containers(conn) if c.attrs["HostConfig"]["PortBindings"]]) == 3
         assert network in replica.attrs["NetworkSettings"]["Networks"]
         conn.stop_all()
     finally:

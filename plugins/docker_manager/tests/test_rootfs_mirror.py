@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clipper_docker._rootfs import DEFAULT_MIRROR, apt_mirror, configured_mirror
+from clipper_docker.images._rootfs import DEFAULT_MIRROR, apt_mirror, configured_mirror
 
 
 def _etc(tmp_path: Path, sources_list: str | None = None, **parts: str) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from clipper_core.errors import ClipperException
+from clipper_core.errors import DeploymentError
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _safe_rmtree(root: Path) -> None:
         subprocess.run(["umount", "-l", point], check=False)
     if _mounts_under(root):
         msg = f"{root} still has mounts inside; not removing it"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -124,10 +124,10 @@ def make_rootfs_tarball(tarball: Path, say: Callable[[str], None], mirror: str |
     """debootstrap a minimal Debian with python3 into a temporary directory and tar it into ``tarball``."""
     if shutil.which("debootstrap") is None:
         msg = "debootstrap is not installed: `sudo apt-get install -y debootstrap` (or pass --base-image IMAGE)"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     if os.geteuid() != 0:
         msg = "debootstrap needs root: run `clipper images build` as root (or pass --base-image IMAGE)"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     mirror = mirror or apt_mirror()
     tarball.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="clipper-rootfs-", dir=tarball.parent))
@@ -141,7 +141,7 @@ def make_rootfs_tarball(tarball: Path, say: Callable[[str], None], mirror: str |
         if proc.returncode != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
             msg = f"debootstrap failed with exit code {proc.returncode}:\n{tail}"
-            raise ClipperException(msg)
+            raise DeploymentError(msg)
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for entry in (target / junk).glob("*"):
                 if entry.is_file():
@@ -181,5 +181,5 @@ def ensure_base_image(
         client.images.get(tag)
     except docker.errors.DockerException as exc:
         msg = f"Importing {tarball} as {tag} failed: {exc}"
-        raise ClipperException(msg) from exc
+        raise DeploymentError(msg) from exc
     return tag
