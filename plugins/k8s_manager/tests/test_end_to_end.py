@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Cluster
+from k8s_test_support import Cluster
 
 from clipper_core.testing import feature_sum, save_closure, wait_until
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Cluster
+from k8s_test_support import Cluster
 
 from clipper_core import __version__
 from clipper_core.container_manager import CLIPPER_DOCKER_LABEL, CLIPPER_NAME_LABEL, clipper_registry

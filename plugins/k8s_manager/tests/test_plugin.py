@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Cluster
+from k8s_test_support import Cluster
 
 
 def test_registered_as_the_kubernetes_manager() -> None:

@@ -5,7 +5,7 @@ stand-in skip there). Without it, this test reports the mode as not run."""
 from __future__ import annotations
 
 import pytest
-from conftest import REAL, Cluster
+from k8s_test_support import REAL, Cluster
 
 
 @pytest.mark.skipif(not REAL, reason="real-cluster mode not run: set CLIPPER_K8S_REAL=1 and KUBECONFIG (README)")

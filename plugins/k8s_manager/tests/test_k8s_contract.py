@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import PREFIX, REAL
+from k8s_test_support import PREFIX, REAL
 
 from clipper_core.container_manager import ContainerManager, check_model_data_path, validate_model_name
 from clipper_core.testing.contract import ContainerManagerContract, ServingContract
