@@ -482,7 +482,7 @@ def test_deploy_python_closure_removes_temp_dir_on_failure(tmp_path: Any, monkey
 # ---------------------------------------------------------------------------- compat package and CLI
 
 
-def test_compat_imports() -> None:
+def test_compat_imports(monkeypatch: pytest.MonkeyPatch) -> None:
     import clipper_admin
     from clipper_admin import CLIPPER_TEMP_DIR, DEFAULT_LABEL, DEFAULT_PREDICTION_CACHE_SIZE_BYTES
     from clipper_admin import ClipperConnection as Conn
@@ -500,8 +500,13 @@ def test_compat_imports() -> None:
     import clipper_docker.manager
 
     assert clipper_admin.DockerContainerManager is clipper_docker.manager.DockerContainerManager  # plugin installed
-    with pytest.raises(ImportError, match="pip install clipper-kubernetes"):
-        clipper_admin.KubernetesContainerManager  # noqa: B018  # no such plugin installed
+    import clipper_k8s.manager
+
+    assert clipper_admin.KubernetesContainerManager is clipper_k8s.manager.KubernetesContainerManager
+    # A manager whose plugin is not installed names the distribution to install.
+    monkeypatch.setitem(clipper_admin._LAZY, "AbsentContainerManager", ("clipper_absent", "clipper-absent"))
+    with pytest.raises(ImportError, match="pip install clipper-absent"):
+        clipper_admin.AbsentContainerManager  # noqa: B018
     with pytest.raises(AttributeError):
         clipper_admin.NoSuchThing  # noqa: B018
 

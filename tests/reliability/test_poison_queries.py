@@ -16,6 +16,8 @@ import cloudpickle
 import numpy as np
 import pytest
 
+from clipper_frontend.query.predict import SLO_MISSED
+
 from tests.frontend_harness import Frontend, query_frontend
 from tests.reliability._cluster import ContainerPool, open_loop
 
@@ -124,7 +126,12 @@ def test_good_traffic_survives_a_stream_of_crashing_queries(fe: Frontend, tmp_pa
     print(f"crashing queries: {len(poison)}, replica exits: {exits}, good queries answered by the model: {kept:.1%}",
           dict(why))
     assert len(poison) >= 3
-    assert all(p["default"] and "crashed on this query" in p["default_explanation"] for p in poison), poison
+    # A crashing query never gets a real answer: its crash is named, or (on a slow machine, while the replicas
+    # restart) its SLO ran out first.
+    assert all(p["default"] for p in poison), poison
+    assert all("crashed on this query" in p["default_explanation"] or SLO_MISSED in p["default_explanation"]
+               for p in poison), poison
+    assert any("crashed on this query" in p["default_explanation"] for p in poison), poison
     assert exits <= 2 * len(poison), (exits, len(poison))
     # Each crashing query takes down two of the three replicas; the third keeps serving.
     assert kept >= 0.95, kept

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.metadata
 
+from clipper_docker._build import build_model_image
+from clipper_docker._dockerapi import connect_docker
 from clipper_docker.manager import DockerContainerManager
 
 try:
@@ -16,4 +18,6 @@ try:
 except importlib.metadata.PackageNotFoundError:  # imported from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["DockerContainerManager", "__version__"]
+# build_model_image and connect_docker are public for other managers that build their model images with Docker
+# (the Kubernetes manager does).
+__all__ = ["DockerContainerManager", "__version__", "build_model_image", "connect_docker"]

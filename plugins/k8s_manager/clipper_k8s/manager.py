@@ -262,8 +262,7 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
         validate_model_name(name)
         check_model_data_path(model_data_path)
         try:
-            from clipper_docker._build import build_model_image
-            from clipper_docker._dockerapi import connect_docker
+            from clipper_docker import build_model_image, connect_docker
         except ImportError as exc:
             msg = (
                 "KubernetesContainerManager.build_model builds the model image with the Docker plugin, which is not "
