@@ -15,8 +15,7 @@ from typing import Any
 import cloudpickle
 import numpy as np
 import pytest
-
-from clipper_frontend.query.predict import SLO_MISSED
+import requests
 
 from tests.frontend_harness import Frontend, query_frontend
 from tests.reliability._cluster import ContainerPool, open_loop
@@ -67,11 +66,21 @@ def _serve(fe: Frontend, model: str, slo_micros: int, batch_size: int = -1) -> N
 
 
 def _replicas(fe: Frontend, model: str) -> int:
+    """Replicas of ``model`` the frontend serves from right now (its own view, reported by /healthz).
+
+    The records in Redis DB 3 follow the connections a moment later (they are written and deleted in the background,
+    retried while Redis is away), so just after a crash they may still count replicas that are gone."""
+    models = requests.get(f"{fe.url}/healthz", timeout=5).json()["models"]
+    return len(models.get(f"{model}:1", {}).get("replicas", []))
+
+
+def _records(fe: Frontend, model: str) -> int:
     return len(fe.db(3).keys(f"{model},1,*"))
 
 
 def _wait_serving(fe: Frontend, model: str, n: int, timeout: float = 60.0) -> None:
     fe.wait_until(lambda: _replicas(fe, model) == n, timeout=timeout, what=f"{n} replicas of {model}")
+    fe.wait_until(lambda: _records(fe, model) == n, timeout=timeout, what=f"{n} replica records of {model}")
     fe.wait_until(lambda: fe.predict(f"{model}-app", {"input": [0.5]}).json().get("default") is False,
                   timeout=timeout, what=f"{model} to answer")
 
