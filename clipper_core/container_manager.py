@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from clipper_core.errors import ClipperException, ContainerManagerError, DeploymentError
+from clipper_core.errors import ContainerManagerError, DeploymentError
+from clipper_core.names import validate_app_name, validate_model_name  # noqa: F401 - the managers import them here
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +34,6 @@ CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL = "ai.clipper.query_frontend.label"
 CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL = "ai.clipper.management_frontend.label"
 CLIPPER_NAME_LABEL = "ai.clipper.name"
 CONTAINERLESS_MODEL_IMAGE = "NO_CONTAINER"
-
-_DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 
 def clipper_registry() -> str:
@@ -64,28 +62,6 @@ def check_model_data_path(model_data_path: str) -> str:
         msg = f"Model data path {model_data_path!r} does not exist or is not a directory"
         raise DeploymentError(msg)
     return model_data_path
-
-
-def validate_model_name(value: str, what: str = "model name") -> str:
-    """Client-side check of model names and versions (DNS-1123 label), with the original's message."""
-    value = str(value)
-    if not _DNS1123.match(value):
-        msg = (
-            f"Invalid value: {value}: a {what} must be a valid DNS-1123  subdomain. It must consist of lower case "
-            "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character "
-            "(e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?\\Z'"
-        )
-        raise ClipperException(msg)
-    return value
-
-
-def validate_app_name(value: str) -> str:
-    """App names may not contain ',' or ':' (they are Redis key delimiters) and must be usable in a URL path."""
-    value = str(value)
-    if not value or any(c in value for c in ",:/") or any(c.isspace() for c in value):
-        msg = f"Invalid application name supplied: {value!r}. It must be non-empty and contain none of ',', ':', '/' or spaces"
-        raise ClipperException(msg)
-    return value
 
 
 def model_label(name: str, version: str) -> str:

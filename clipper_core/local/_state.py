@@ -19,8 +19,9 @@ from typing import Any
 
 import psutil
 
-from clipper_core.errors import ClipperException, ContainerManagerError
+from clipper_core.errors import ClipperException
 from clipper_core.files import read_json
+from clipper_core.names import check_path_component  # noqa: F401 - also imported from here
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ SUPERVISOR_MODULE = "clipper_core.local.supervisor"
 PROCESS_MARKERS = ("clipper_core.local.supervisor", "clipper_frontend.", "clipper_core.container", "redis-server")
 
 _IMAGE_RE = re.compile(r"^local:(?P<cluster>[^/:]+)/(?P<name>[^/:]+):(?P<version>[^/:]+)$")
-_SAFE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 def clipper_home() -> Path:
@@ -39,13 +39,8 @@ def clipper_home() -> Path:
     return Path(os.path.abspath(os.environ.get("CLIPPER_HOME") or Path.home() / ".clipper"))
 
 
-def check_path_component(value: str, what: str) -> str:
-    """Reject names that cannot safely be used as one directory name."""
-    value = str(value)
-    if not _SAFE_RE.match(value) or ".." in value:
-        msg = f"Invalid {what} {value!r}: use letters, digits, '-', '_', '.' or '+' (and no '..')"
-        raise ContainerManagerError(msg)
-    return value
+def _checked(name: str, version: str) -> tuple[str, str]:
+    return check_path_component(name, "model name"), check_path_component(str(version), "model version")
 
 
 @dataclass(frozen=True)
@@ -87,17 +82,23 @@ class ClusterPaths:
         """Where the cluster's own Redis persists its data, so that a restarted Redis keeps it."""
         return self.root / "redis"
 
+    # Every path built from a model name and version checks both (clipper_core.names): nothing leaves root.
+
     def model_dir(self, name: str, version: str) -> Path:
+        name, version = _checked(name, version)
         return self.models / name / version
 
     def venv_dir(self, name: str, version: str) -> Path:
+        name, version = _checked(name, version)
         return self.venvs / f"{name}-{version}"
 
     def replica_log(self, name: str, version: str, slot: int) -> Path:
-        return self.logs / f"{name}_{version}-{slot}.log"
+        name, version = _checked(name, version)
+        return self.logs / f"{name}_{version}-{int(slot)}.log"
 
     def ready_file(self, name: str, version: str, slot: int) -> Path:
-        return self.run / f"{name}_{version}-{slot}.ready"
+        name, version = _checked(name, version)
+        return self.run / f"{name}_{version}-{int(slot)}.ready"
 
     def make_dirs(self) -> None:
         for path in (self.root, self.logs, self.models, self.venvs, self.run, self.redis_data):

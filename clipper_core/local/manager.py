@@ -35,6 +35,7 @@ from clipper_core.local._build import build_local_model
 from clipper_core.local._lifecycle import accepts, check_ports, clear_stale, stop_cluster, wait_until_up
 from clipper_core.local._state import ENV_CLUSTER_DIR, ClusterPaths, image_model_dir, is_supervisor
 from clipper_core.local._waits import wait_for_replicas
+from clipper_core.names import check_path_component
 
 logger = logging.getLogger(__name__)
 
@@ -366,6 +367,8 @@ class LocalContainerManager(ContainerManager):
         self._wait_for_replicas({model_key(name, version): int(num_replicas)})
 
     def _set_desired(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> None:
+        check_path_component(name, "model name")  # it becomes file names (logs, model store)
+        check_path_component(version, "model version")
         num_replicas = int(num_replicas)
         if num_replicas < 0:
             msg = f"num_replicas must be >= 0, got {num_replicas}"

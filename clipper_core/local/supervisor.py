@@ -34,6 +34,7 @@ from clipper_core.files import read_json, write_json_atomic
 from clipper_core.local._child import STOP_GRACE, Child, stop_children
 from clipper_core.local._state import ENV_CLUSTER_DIR, ClusterPaths, image_model_dir
 from clipper_core.local.redis_server import redis_command
+from clipper_core.names import is_path_component
 from clipper_core.ports import wait_for_port
 
 logger = logging.getLogger("clipper_core.local.supervisor")
@@ -87,6 +88,7 @@ class Supervisor:
         self._redis: redis.Redis | None = None
         self._redis_error_logged = 0.0
         self._last_written: dict[str, Any] | None = None
+        self._refused: set[str] = set()
 
     # -- services -------------------------------------------------------------------------------------
 
@@ -166,7 +168,7 @@ class Supervisor:
                 parsed = parse_deployment_key(key)
                 if parsed is None or parsed[0] not in (None, self.cluster_name):
                     continue
-                if _s(client.type(key)) != "hash":
+                if _s(client.type(key)) != "hash" or not self._acceptable(_s(key), parsed[1], parsed[2]):
                     continue
                 target = legacy if parsed[0] is None else out
                 target[model_key(parsed[1], parsed[2])] = {_s(k): _s(v) for k, v in client.hgetall(key).items()}
@@ -180,6 +182,18 @@ class Supervisor:
                 self._redis.close()
                 self._redis = None
             return None
+
+    def _acceptable(self, key: str, name: str, version: str) -> bool:
+        """Whether a DB-8 key names a model version whose name and version are safe file names (logged once)."""
+        if is_path_component(name) and is_path_component(version):
+            return True
+        if key not in self._refused:
+            self._refused.add(key)
+            logger.error(
+                "ignoring desired replicas for %r in Redis DB %d: model names and versions must be safe file names "
+                "(letters, digits, '-', '_', '.', '+'; no '..')", key, LOCAL_DEPLOYMENT_DB,
+            )
+        return False
 
     def _replica(self, key: str, slot: int, spec: dict[str, str]) -> Child:
         name, _, version = key.partition(":")

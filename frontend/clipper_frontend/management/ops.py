@@ -20,9 +20,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from clipper_core.config_store import PROHIBITED_CHARS, ConfigStore
-from clipper_core.container_manager import validate_app_name
+from clipper_core.config_store import ConfigStore
 from clipper_core.errors import ClipperException, ManagementError
+from clipper_core.names import check_app_name, check_group_str, check_model_name
 from clipper_frontend.management.schema import (
     ADD_APPLICATION_JSON_SCHEMA,
     ADD_MODEL_JSON_SCHEMA,
@@ -57,12 +57,6 @@ MUTATIONS = frozenset(
         "delete_versioned_model",
     }
 )
-
-
-def _check_group_str(value: str, label: str) -> None:
-    if any(c in value for c in PROHIBITED_CHARS):
-        chars = ", ".join(f"'{c}'" for c in PROHIBITED_CHARS)
-        raise ManagementError(f"Invalid {label} supplied: {value}. Contains one of: {chars}")
 
 
 def app_to_json(name: str, app: dict[str, str], linked: list[str]) -> dict[str, Any]:
@@ -173,10 +167,7 @@ class ManagementOps:
         default_output = d.string("default_output")
         slo = d.int32("latency_slo_micros")
         input_type = self._input_type(input_type_raw)
-        try:
-            validate_app_name(name)
-        except ClipperException as e:
-            raise ManagementError(e.msg) from None
+        check_app_name(name)
         if slo <= 0:
             raise ManagementError(f"Invalid latency_slo_micros supplied: {slo}. It must be a positive integer")
         if await self.store.get_application(name) is not None:
@@ -309,10 +300,10 @@ class ManagementOps:
         batch_size = d.int32("batch_size")
         if batch_size <= 0 and batch_size != DEFAULT_BATCH_SIZE:
             raise ManagementError("The batch size must be positive or DEFAULT_BATCH_SIZE, which is -1")
-        _check_group_str(name, "model name")
-        _check_group_str(version, "model version")
+        check_model_name(name, "model name")
+        check_model_name(version, "model version")
         for label in labels:
-            _check_group_str(label, "label")
+            check_group_str(label, "label")
         if await self.store.get_model(name, version) is not None:
             raise ManagementError(f"model with name '{name}' and version '{version}' already exists")
         await self._check_consistent_with_app_links(name, input_type)
