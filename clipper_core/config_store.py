@@ -92,15 +92,18 @@ def _hash(raw: dict[Any, Any]) -> dict[str, str]:
 class ConfigStore:
     """Async access to the cluster state in one Redis server."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 6379) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 6379, password: str | None = None) -> None:
         self.host = host
         self.port = port
+        self.password = password  # the cluster's Redis password (clipper_core.secrets), None without one
         self._clients: dict[int, aioredis.Redis] = {}
 
     def db(self, number: int) -> aioredis.Redis:
         client = self._clients.get(number)
         if client is None:
-            client = aioredis.Redis(host=self.host, port=self.port, db=number, socket_connect_timeout=5)
+            client = aioredis.Redis(
+                host=self.host, port=self.port, db=number, password=self.password, socket_connect_timeout=5
+            )
             self._clients[number] = client
         return client
 

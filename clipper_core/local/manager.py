@@ -36,6 +36,7 @@ from clipper_core.local._lifecycle import accepts, check_ports, clear_stale, sto
 from clipper_core.local._state import ENV_CLUSTER_DIR, ClusterPaths, image_model_dir, is_supervisor
 from clipper_core.local._waits import wait_for_replicas
 from clipper_core.names import check_path_component
+from clipper_core.secrets import generate, redis_password, without_secrets, write_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class LocalContainerManager(ContainerManager):
         redis_ip: str | None = None,
         redis_port: int = 6379,
         host: str = "127.0.0.1",
+        redis_password: str | None = None,
     ) -> None:
         self.cluster_name = cluster_name
         self.cluster_identifier = cluster_name
@@ -85,6 +87,7 @@ class LocalContainerManager(ContainerManager):
         self.redis_ip = redis_ip
         self.redis_port = int(redis_port)
         self.host = host
+        self.redis_password = redis_password  # of an external Redis; the cluster's own gets a generated one
         self.start_timeout = START_TIMEOUT
         self.deploy_timeout = DEPLOY_TIMEOUT
         self._supervisor_proc: subprocess.Popen[bytes] | None = None
@@ -131,6 +134,7 @@ class LocalContainerManager(ContainerManager):
             host=self._redis_host,
             port=self.redis_port,
             db=LOCAL_DEPLOYMENT_DB,
+            password=redis_password(self.paths.root) or self.redis_password,
             socket_connect_timeout=timeout,
             socket_timeout=2 * timeout,
         )
@@ -217,6 +221,7 @@ class LocalContainerManager(ContainerManager):
             "started_at": time.time(),
         }
         write_json_atomic(self.paths.cluster_json, config)
+        write_secrets(self.paths.root, generate(self.redis_password, external_redis=bool(self.redis_ip)))
         with open(self.paths.logs / "supervisor.log", "ab") as log:
             self._supervisor_proc = subprocess.Popen(
                 [sys.executable, "-m", "clipper_core.local.supervisor", str(self.paths.root)],
@@ -224,7 +229,7 @@ class LocalContainerManager(ContainerManager):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.paths.root,
-                env={**os.environ, ENV_CLUSTER_DIR: str(self.paths.root)},
+                env={**without_secrets(os.environ), ENV_CLUSTER_DIR: str(self.paths.root)},
                 start_new_session=True,
             )
         config.update(supervisor_pid=self._supervisor_proc.pid, state="running")

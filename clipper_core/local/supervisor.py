@@ -36,6 +36,14 @@ from clipper_core.local._state import ENV_CLUSTER_DIR, ClusterPaths, image_model
 from clipper_core.local.redis_server import redis_command
 from clipper_core.names import is_path_component
 from clipper_core.ports import wait_for_port
+from clipper_core.secrets import (
+    ENV_REDIS_PASSWORD,
+    ENV_RPC_TOKEN,
+    REDIS_CONFIG_FILE,
+    read_secrets,
+    without_secrets,
+    write_redis_config,
+)
 
 logger = logging.getLogger("clipper_core.local.supervisor")
 
@@ -76,8 +84,10 @@ class Supervisor:
         self.redis_ip: str = config.get("redis_ip") or "127.0.0.1"
         self.redis_port = int(config["redis_port"])
         self.python: str = config.get("python") or sys.executable
-        self.base_env = dict(os.environ)
+        self.base_env = without_secrets(os.environ)
         self.base_env[ENV_CLUSTER_DIR] = str(root)
+        self.secrets = read_secrets(root)
+        self.redis_password = self.secrets.redis_password if self.secrets else None
         self.base_env.setdefault("PYTHONUNBUFFERED", "1")
         self.stopping = False
         self.services: dict[str, Child] = {}
@@ -92,8 +102,9 @@ class Supervisor:
 
     # -- services -------------------------------------------------------------------------------------
 
-    def _service(self, name: str, cmd: list[str]) -> Child:
-        return Child(name, cmd, self.base_env, self.paths.logs / f"{name}.log", self.paths.root)
+    def _service(self, name: str, cmd: list[str], secret_env: dict[str, str | None] | None = None) -> Child:
+        env = {**self.base_env, **{k: v for k, v in (secret_env or {}).items() if v}}
+        return Child(name, cmd, env, self.paths.logs / f"{name}.log", self.paths.root)
 
     def start_services(self) -> None:
         redis_args = ["--redis-ip", self.redis_ip, "--redis-port", str(self.redis_port)]
@@ -102,6 +113,7 @@ class Supervisor:
             shutil.rmtree(data, ignore_errors=True)  # a new cluster starts empty; restarts below keep the data
             data.mkdir(parents=True, exist_ok=True)
             cmd = redis_command(self.redis_port, data, persist=True)
+            cmd.insert(1, str(write_redis_config(self.paths.root / REDIS_CONFIG_FILE, self.redis_password)))
             if keeps_environment_with(cmd[0]):
                 cmd += ["--set-proc-title", "no"]  # keep /proc/<pid>/environ (and CLIPPER_CLUSTER_DIR) readable
             self.services["redis"] = self._service("redis", cmd)
@@ -134,8 +146,11 @@ class Supervisor:
             "--cache-size",
             str(self.config.get("cache_size", DEFAULT_CACHE_SIZE)),
         ]
-        self.services["management"] = self._service("management", mgmt)
-        self.services["query"] = self._service("query", query)
+        sec = self.secrets
+        self.services["management"] = self._service("management", mgmt, {ENV_REDIS_PASSWORD: self.redis_password})
+        self.services["query"] = self._service(
+            "query", query, {ENV_REDIS_PASSWORD: self.redis_password, ENV_RPC_TOKEN: sec.rpc_token if sec else None}
+        )
         self.services["management"].start()
         self.services["query"].start()
 
@@ -147,6 +162,7 @@ class Supervisor:
                 host=self.redis_ip,
                 port=self.redis_port,
                 db=LOCAL_DEPLOYMENT_DB,
+                password=self.redis_password,
                 socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
                 socket_timeout=REDIS_SOCKET_TIMEOUT,
                 retry=Retry(NoBackoff(), 0),

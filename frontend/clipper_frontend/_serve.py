@@ -15,6 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from clipper_core.config_store import ConfigStore
+from clipper_core.secrets import ENV_REDIS_PASSWORD, env_secret
 
 logger = logging.getLogger(__name__)
 
@@ -69,27 +70,34 @@ def connection_limit(requested: int) -> int:
     return max(1, min(requested, soft - 128))
 
 
-async def _probe(host: str, port: int, timeout: float) -> None:
+async def _probe(host: str, port: int, timeout: float, password: str | None = None) -> None:
     """One PING on a throw-away connection without redis-py's retries and backoff (which make a refused attempt
     take ~4 s), so attempts really come once per interval."""
-    probe = aioredis.Redis(host=host, port=port, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+    probe = aioredis.Redis(
+        host=host, port=port, password=password, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
     try:
         await probe.ping()
     finally:
         await probe.aclose()
 
 
-async def connect_redis(host: str, port: int, stop: asyncio.Event | None = None) -> ConfigStore:
+async def connect_redis(
+    host: str, port: int, stop: asyncio.Event | None = None, password: str | None = None
+) -> ConfigStore:
     """Retry every second until Redis answers, as the original frontends do.
+
+    ``password`` defaults to ``$CLIPPER_REDIS_PASSWORD`` (the cluster's Redis password, never a command-line flag).
 
     The first failure (and any failure with a different cause) is logged at WARNING, repeats at DEBUG. When ``stop``
     is set while waiting, the last connection error is raised.
     """
-    store = ConfigStore(host, port)
+    password = password or env_secret(ENV_REDIS_PASSWORD)
+    store = ConfigStore(host, port, password)
     last: str | None = None
     while True:
         try:
-            await _probe(host, port, _RETRY_INTERVAL)
+            await _probe(host, port, _RETRY_INTERVAL, password)
             await store.ping()
             return store
         except Exception as exc:  # noqa: BLE001 - anything but an answer means "not yet"

@@ -39,7 +39,9 @@ def cluster(clipper_home: Path) -> Iterator[LocalContainerManager]:
 
 
 def redis_db(cm: LocalContainerManager, db: int) -> redis.Redis:
-    return redis.Redis(port=cm.redis_port, db=db, socket_timeout=5)
+    from clipper_core.secrets import redis_password
+
+    return redis.Redis(port=cm.redis_port, db=db, password=redis_password(cm.cluster_dir), socket_timeout=5)
 
 
 def files_outside(home: Path, cluster_dir: Path) -> set[Path]:
