@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from clipper_core.errors import ContainerManagerError, DeploymentError
-from clipper_core.names import validate_app_name, validate_model_name  # noqa: F401 - the managers import them here
+
+# re-exported: the container managers import them from here
+from clipper_core.names import validate_app_name as validate_app_name
+from clipper_core.names import validate_model_name as validate_model_name
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import psutil
 
 from clipper_core.errors import ClipperException
 from clipper_core.files import read_json
-from clipper_core.names import check_path_component  # noqa: F401 - also imported from here
+from clipper_core.names import check_path_component as check_path_component  # re-exported
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from clipper_core.secrets import ENV_REDIS_PASSWORD, SECRETS_FILE, read_secrets,
 pytestmark = pytest.mark.cluster
 
 
-def feature_sum(xs):  # type: ignore[no-untyped-def]
+def feature_sum(xs: list[list[float]]) -> list[str]:
     return [str(sum(x)) for x in xs]
 
 
