@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from clipper_core.secrets import ENV_RPC_TOKEN
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class ContainerConfig:
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
     activity_timeout_s: float = DEFAULT_ACTIVITY_TIMEOUT_S
     predict_timeout_s: float = DEFAULT_PREDICT_TIMEOUT_S
+    #: ``CLIPPER_RPC_TOKEN``: sent with the registration, required by frontends with RPC admission "token"
+    rpc_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ContainerConfig:
@@ -96,4 +100,5 @@ class ContainerConfig:
             heartbeat_interval_s=_positive_float(env, "CLIPPER_HEARTBEAT_INTERVAL_S", DEFAULT_HEARTBEAT_INTERVAL_S),
             activity_timeout_s=_positive_float(env, "CLIPPER_ACTIVITY_TIMEOUT_S", DEFAULT_ACTIVITY_TIMEOUT_S),
             predict_timeout_s=_positive_float(env, "CLIPPER_PREDICT_TIMEOUT_S", DEFAULT_PREDICT_TIMEOUT_S),
+            rpc_token=env.get(ENV_RPC_TOKEN) or None,
         )

@@ -50,6 +50,7 @@ from clipper_core.container.config import (
 )
 from clipper_core.input_types import InputType
 from clipper_core.rpc import frames as rpc
+from clipper_core.rpc.admission import with_token
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class ContainerRuntime:
         heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
         activity_timeout_s: float = DEFAULT_ACTIVITY_TIMEOUT_S,
         predict_timeout_s: float = DEFAULT_PREDICT_TIMEOUT_S,
+        rpc_token: str | None = None,
     ) -> None:
         if predict is None and load_error is None:
             load_error = "no predict function"
@@ -125,7 +127,8 @@ class ContainerRuntime:
         self._last_error_log = -float("inf")
         self._suppressed_errors = 0
         self.pid = os.getpid()
-        self._new_container = rpc.new_container(model_name, self.model_version, self.input_type.code, self.status())
+        status = with_token(self.status(), rpc_token)  # RPC admission (clipper_core.rpc.admission)
+        self._new_container = rpc.new_container(model_name, self.model_version, self.input_type.code, status)
 
     @classmethod
     def from_config(
@@ -143,6 +146,7 @@ class ContainerRuntime:
             heartbeat_interval_s=config.heartbeat_interval_s,
             activity_timeout_s=config.activity_timeout_s,
             predict_timeout_s=config.predict_timeout_s,
+            rpc_token=config.rpc_token,
         )
 
     @property

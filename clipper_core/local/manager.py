@@ -36,6 +36,7 @@ from clipper_core.local._lifecycle import accepts, check_ports, clear_stale, sto
 from clipper_core.local._state import ENV_CLUSTER_DIR, ClusterPaths, image_model_dir, is_supervisor
 from clipper_core.local._waits import wait_for_replicas
 from clipper_core.names import check_path_component
+from clipper_core.rpc.admission import MODES as ADMISSION_MODES
 from clipper_core.secrets import generate, redis_password, without_secrets, write_secrets
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,11 @@ class LocalContainerManager(ContainerManager):
 
     @classmethod
     def cli_options(cls) -> Sequence[ManagerOption]:
-        return (*STANDARD_OPTIONS, ManagerOption("host", "address the frontends bind (default 127.0.0.1)"))
+        return (
+            *STANDARD_OPTIONS,
+            ManagerOption("host", "address the frontends bind (default 127.0.0.1)"),
+            ManagerOption("rpc_admission", "'token' (default): only replicas with the cluster's RPC token; 'open'"),
+        )
 
     def __init__(
         self,
@@ -77,6 +82,7 @@ class LocalContainerManager(ContainerManager):
         redis_port: int = 6379,
         host: str = "127.0.0.1",
         redis_password: str | None = None,
+        rpc_admission: str = "token",
     ) -> None:
         self.cluster_name = cluster_name
         self.cluster_identifier = cluster_name
@@ -88,6 +94,10 @@ class LocalContainerManager(ContainerManager):
         self.redis_port = int(redis_port)
         self.host = host
         self.redis_password = redis_password  # of an external Redis; the cluster's own gets a generated one
+        if rpc_admission not in ADMISSION_MODES:
+            msg = f"rpc_admission must be one of {', '.join(ADMISSION_MODES)}, got {rpc_admission!r}"
+            raise ClipperException(msg)
+        self.rpc_admission = rpc_admission  # "open" admits containers written for the original (docs/security.md)
         self.start_timeout = START_TIMEOUT
         self.deploy_timeout = DEPLOY_TIMEOUT
         self._supervisor_proc: subprocess.Popen[bytes] | None = None
@@ -215,6 +225,7 @@ class LocalContainerManager(ContainerManager):
             "redis_ip": self.redis_ip,
             "redis_port": self.redis_port,
             "cache_size": int(cache_size),
+            "rpc_admission": self.rpc_admission,
             "python": sys.executable,
             "supervisor_pid": None,
             "state": "starting",

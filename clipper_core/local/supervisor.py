@@ -145,6 +145,8 @@ class Supervisor:
             *redis_args,
             "--cache-size",
             str(self.config.get("cache_size", DEFAULT_CACHE_SIZE)),
+            "--rpc-admission",
+            str(self.config.get("rpc_admission") or "token"),
         ]
         sec = self.secrets
         self.services["management"] = self._service("management", mgmt, {ENV_REDIS_PASSWORD: self.redis_password})
@@ -231,6 +233,8 @@ class Supervisor:
                 "CLIPPER_READY_FILE": str(self.paths.ready_file(name, version, slot)),
             }
         )
+        if self.secrets is not None:
+            env[ENV_RPC_TOKEN] = self.secrets.rpc_token
         child = Child(
             f"replica {key}#{slot}",
             [python, "-m", "clipper_core.container"],

@@ -90,6 +90,11 @@ class QuerySettings(_Settings):
         help="REST server: 'fast' (asyncio + httptools, the default when httptools is installed) or 'tornado'",
     )
     log_level: str = _opt("INFO", "--log-level", help="logging level")
+    rpc_admission: str | None = _opt(
+        None, "--rpc-admission", choices=("token", "open"),
+        help="'token': register only replicas that send the cluster's RPC token ($CLIPPER_RPC_TOKEN); 'open': any "
+        "replica, as the original. None: $CLIPPER_RPC_ADMISSION, else 'token' when a token is set",
+    )
     # -- limits: what one client can hold of the frontend (docs/architecture.md, "Limits") --------------------
     max_connections: int = _opt(
         10_000, "--max-connections",

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from clipper_core.input_types import InputTypeRegistry
+from clipper_core.rpc.admission import Admission, admission_or_exit, required_token
 from clipper_frontend._serve import connect_redis, connection_limit, run, setup_logging
 from clipper_frontend.query.engine import Engine
 from clipper_frontend.query.metrics import MetricsRegistry
@@ -44,7 +45,9 @@ def render_health(view: ClusterView, rpc: RPCServer | None, engine: Engine) -> b
     )
 
 
-async def serve(settings: QuerySettings, stop: asyncio.Event, input_types: InputTypeRegistry) -> None:
+async def serve(
+    settings: QuerySettings, stop: asyncio.Event, input_types: InputTypeRegistry, admission: Admission | None = None
+) -> None:
     """Run the query frontend until ``stop`` is set."""
     store = await connect_redis(settings.redis_ip, settings.redis_port, stop)
     metrics = MetricsRegistry()
@@ -53,8 +56,9 @@ async def serve(settings: QuerySettings, stop: asyncio.Event, input_types: Input
     view.on_model_removed.append(engine.remove_model)
     view.on_model_changed.append(lambda info: engine.set_batch_size(info.name, info.version, info.batch_size))
     await view.start()
+    admission = admission or Admission(required_token(settings.rpc_admission))
     rpc = RPCServer(
-        engine, store, view, input_types, settings.host, settings.rpc_port, settings.activity_timeout
+        engine, store, view, input_types, settings.host, settings.rpc_port, settings.activity_timeout, admission
     )
     await rpc.start()
     processor = QueryProcessor(view, engine, metrics, max_batch_items=settings.max_batch_items)
@@ -92,7 +96,8 @@ async def serve(settings: QuerySettings, stop: asyncio.Event, input_types: Input
 def run_query_frontend(settings: QuerySettings, input_types: InputTypeRegistry) -> None:
     """Run the query frontend in the foreground until SIGTERM/SIGINT."""
     setup_logging(settings.log_level)
-    run(lambda stop: serve(settings, stop, input_types))
+    admission = admission_or_exit(settings.rpc_admission)  # who may register replicas (docs/security.md)
+    run(lambda stop: serve(settings, stop, input_types, admission))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

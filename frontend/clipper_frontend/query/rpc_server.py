@@ -19,6 +19,7 @@ from zmq.utils.monitor import parse_monitor_message
 from clipper_core.config_store import ConfigStore
 from clipper_core.input_types import InputTypeRegistry
 from clipper_core.rpc import frames as rpc
+from clipper_core.rpc.admission import Admission, without_token
 from clipper_frontend.query._replica_records import ReplicaRecords
 from clipper_frontend.query.engine import Engine, Replica
 
@@ -41,6 +42,7 @@ class RPCServer:
         host: str = "127.0.0.1",
         port: int = 7000,
         activity_timeout: float = 30.0,
+        admission: Admission | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -50,6 +52,7 @@ class RPCServer:
         self.port = port
         self.frontend_id = f"{host}:{port}:{os.getpid()}"
         self.activity_timeout = activity_timeout
+        self.admission = admission or Admission(None)  # who may register (clipper_core.rpc.admission)
         self.ctx = zmq.Context.instance()
         self.sock: zmq.Socket | None = None
         self.monitor: zmq.Socket | None = None
@@ -143,7 +146,8 @@ class RPCServer:
             try:
                 msg = rpc.parse_container_message(frames)
                 if msg is None:
-                    self._send(identity, _HB_KEEPALIVE if identity in self.replicas else _HB_METADATA)
+                    known = identity in self.replicas or self.admission.refused(identity)
+                    self._send(identity, _HB_KEEPALIVE if known else _HB_METADATA)
                 elif type(msg) is rpc.PredictionResponse:
                     self.engine.on_response(msg.msg_id, msg.outputs)
                 elif type(msg) is rpc.NewContainer:
@@ -193,12 +197,15 @@ class RPCServer:
             return
         if identity in self.replicas:
             return
+        if not self.admission.admits(identity, msg.model_name, msg.model_version, msg.status):
+            return
         try:
             input_type = self.input_types.by_code(msg.input_type_code)
         except Exception:
             logger.error("container %s:%s sent unknown input type %d", msg.model_name, msg.model_version, msg.input_type_code)
             return
-        replica = Replica(identity, msg.model_name, msg.model_version, input_type.code, status=dict(msg.status or {}))
+        status = without_token(msg.status)  # the token is never stored nor shown
+        replica = Replica(identity, msg.model_name, msg.model_version, input_type.code, status=status)
         self.replicas[identity] = replica
         self._register(replica, input_type.name)
 
@@ -226,6 +233,7 @@ class RPCServer:
 
     def _remove(self, identity: bytes, why: str) -> None:
         self.last_seen.pop(identity, None)
+        self.admission.forget(identity)
         replica = self.replicas.pop(identity, None)
         for fd in [fd for fd, ident in self.fds.items() if ident == identity]:
             del self.fds[fd]
