@@ -57,10 +57,18 @@ def request(method: str, url: str, addr: str, timeout: float = DEFAULT_TIMEOUT_S
     return r
 
 
-def post_admin(addr: str, path: str, body: dict[str, Any], timeout: float = DEFAULT_TIMEOUT_S) -> httpx.Response:
-    """``POST http://<addr>/admin/<path>`` with a JSON body; a non-200 answer raises :class:`ManagementError`."""
+def post_admin(
+    addr: str,
+    path: str,
+    body: dict[str, Any],
+    timeout: float = DEFAULT_TIMEOUT_S,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """``POST http://<addr>/admin/<path>`` with a JSON body; a non-200 answer raises :class:`ManagementError`.
+    ``headers`` come on top of the JSON content type (``Authorization`` when management auth is on)."""
     url = f"http://{addr}/admin/{path}"
-    r = request("POST", url, addr, timeout=timeout, headers=JSON_HEADERS, content=json.dumps(body))
+    all_headers = {**JSON_HEADERS, **(headers or {})}
+    r = request("POST", url, addr, timeout=timeout, headers=all_headers, content=json.dumps(body))
     if r.status_code != httpx.codes.OK:
         raise status_error(r)
     return r
@@ -90,9 +98,15 @@ def wait_for_epoch(query_addr: str, epoch: int, timeout: float = 5.0) -> bool:
             time.sleep(0.005)
 
 
-def post_admin_json(addr: str, path: str, body: dict[str, Any], timeout: float = DEFAULT_TIMEOUT_S) -> Any:
+def post_admin_json(
+    addr: str,
+    path: str,
+    body: dict[str, Any],
+    timeout: float = DEFAULT_TIMEOUT_S,
+    headers: dict[str, str] | None = None,
+) -> Any:
     """Like :func:`post_admin`, returning the decoded JSON answer."""
-    r = post_admin(addr, path, body, timeout)
+    r = post_admin(addr, path, body, timeout, headers)
     try:
         return r.json()
     except ValueError as exc:

@@ -90,7 +90,7 @@ class ClipperConnection:
 
     def _post(self, path: str, body: dict[str, Any]) -> str:
         self._require_connection()
-        r = post_admin(self.cm.get_admin_addr(), path, body, self.http_timeout_s)
+        r = post_admin(self.cm.get_admin_addr(), path, body, self.http_timeout_s, self.cm.admin_headers())
         epoch = r.headers.get(EPOCH_HEADER)
         if epoch is not None:
             # Return only once the query frontend serves this change, so a predict right after sees it.
@@ -99,7 +99,7 @@ class ClipperConnection:
 
     def _post_json(self, path: str, body: dict[str, Any]) -> Any:
         self._require_connection()
-        return post_admin_json(self.cm.get_admin_addr(), path, body, self.http_timeout_s)
+        return post_admin_json(self.cm.get_admin_addr(), path, body, self.http_timeout_s, self.cm.admin_headers())
 
     def _input_type(self, input_type: str) -> InputType:
         """Resolve ``input_type`` against the installed input types; unknown names raise ``ClipperException``."""

@@ -202,6 +202,11 @@ class ContainerManager(ABC):
         """Whether the cluster's frontends are up (used for clear errors before talking to them)."""
         return True
 
+    def admin_headers(self) -> dict[str, str]:
+        """HTTP headers every management request carries (``Authorization`` when the management API needs the
+        cluster's bearer token, see docs/security.md)."""
+        return {}
+
     def describe(self) -> dict[str, Any]:
         """Addresses and settings for ``clipper status``."""
         return {

@@ -19,6 +19,7 @@ See docs/security.md.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -111,3 +112,13 @@ def without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
 def env_secret(name: str) -> str | None:
     """A secret from the environment (empty means unset)."""
     return os.environ.get(name) or None
+
+
+def bearer_header(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """Whether an ``Authorization`` header value is ``Bearer <token>`` (compared in constant time)."""
+    scheme, _, offered = (authorization or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), token.encode())

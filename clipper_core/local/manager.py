@@ -37,7 +37,14 @@ from clipper_core.local._state import ENV_CLUSTER_DIR, ClusterPaths, image_model
 from clipper_core.local._waits import wait_for_replicas
 from clipper_core.names import check_path_component
 from clipper_core.rpc.admission import MODES as ADMISSION_MODES
-from clipper_core.secrets import generate, redis_password, without_secrets, write_secrets
+from clipper_core.secrets import (
+    bearer_header,
+    generate,
+    read_secrets,
+    redis_password,
+    without_secrets,
+    write_secrets,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +90,7 @@ class LocalContainerManager(ContainerManager):
         host: str = "127.0.0.1",
         redis_password: str | None = None,
         rpc_admission: str = "token",
+        management_auth: bool = False,
     ) -> None:
         self.cluster_name = cluster_name
         self.cluster_identifier = cluster_name
@@ -98,6 +106,7 @@ class LocalContainerManager(ContainerManager):
             msg = f"rpc_admission must be one of {', '.join(ADMISSION_MODES)}, got {rpc_admission!r}"
             raise ClipperException(msg)
         self.rpc_admission = rpc_admission  # "open" admits containers written for the original (docs/security.md)
+        self.management_auth = bool(management_auth)  # the management API requires the cluster's bearer token
         self.start_timeout = START_TIMEOUT
         self.deploy_timeout = DEPLOY_TIMEOUT
         self._supervisor_proc: subprocess.Popen[bytes] | None = None
@@ -166,6 +175,11 @@ class LocalContainerManager(ContainerManager):
     def is_running(self) -> bool:
         return self._supervisor_pid() is not None
 
+    def admin_headers(self) -> dict[str, str]:
+        config = self._cluster_config() or {}
+        found = read_secrets(self.paths.root) if config.get("management_auth") else None
+        return bearer_header(found.management_token) if found else {}
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         processes = self._processes()
@@ -226,6 +240,7 @@ class LocalContainerManager(ContainerManager):
             "redis_port": self.redis_port,
             "cache_size": int(cache_size),
             "rpc_admission": self.rpc_admission,
+            "management_auth": self.management_auth,
             "python": sys.executable,
             "supervisor_pid": None,
             "state": "starting",

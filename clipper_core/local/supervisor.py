@@ -37,6 +37,7 @@ from clipper_core.local.redis_server import redis_command
 from clipper_core.names import is_path_component
 from clipper_core.ports import wait_for_port
 from clipper_core.secrets import (
+    ENV_MANAGEMENT_TOKEN,
     ENV_REDIS_PASSWORD,
     ENV_RPC_TOKEN,
     REDIS_CONFIG_FILE,
@@ -149,7 +150,10 @@ class Supervisor:
             str(self.config.get("rpc_admission") or "token"),
         ]
         sec = self.secrets
-        self.services["management"] = self._service("management", mgmt, {ENV_REDIS_PASSWORD: self.redis_password})
+        mgmt_token = sec.management_token if sec and self.config.get("management_auth") else None
+        self.services["management"] = self._service(
+            "management", mgmt, {ENV_REDIS_PASSWORD: self.redis_password, ENV_MANAGEMENT_TOKEN: mgmt_token}
+        )
         self.services["query"] = self._service(
             "query", query, {ENV_REDIS_PASSWORD: self.redis_password, ENV_RPC_TOKEN: sec.rpc_token if sec else None}
         )

@@ -26,6 +26,7 @@ from clipper_core.config_store import EPOCH_HEADER, ConfigStore
 from clipper_core.errors import ClipperException
 from clipper_core.input_types import builtin_input_types
 from clipper_core.registry import PluginHost
+from clipper_core.secrets import ENV_MANAGEMENT_TOKEN, bearer_matches, env_secret
 from clipper_frontend._serve import connect_redis, run, setup_logging
 from clipper_frontend.management.ops import ManagementOps
 from clipper_frontend.settings import ManagementSettings
@@ -63,8 +64,16 @@ class _JsonErrorsMixin(tornado.web.RequestHandler):
 class AdminHandler(_JsonErrorsMixin):
     """``POST /admin/<endpoint>`` with a JSON body."""
 
-    def initialize(self, ops: ManagementOps) -> None:
+    def initialize(self, ops: ManagementOps, token: str | None = None) -> None:
         self.ops = ops
+        self.token = token
+
+    def prepare(self) -> None:
+        if self.token is not None and not bearer_matches(self.request.headers.get("Authorization"), self.token):
+            self.set_status(401)
+            self.set_header("WWW-Authenticate", 'Bearer realm="clipper-management"')
+            cause = f"{self.request.path} needs the header 'Authorization: Bearer <the cluster's management token>'"
+            self.finish(orjson.dumps({"error": "Unauthorized", "cause": cause}))
 
     async def post(self, endpoint: str) -> None:
         try:
@@ -94,15 +103,18 @@ class NotFoundHandler(_JsonErrorsMixin):
         raise tornado.web.HTTPError(404)
 
 
-def make_management_app(store: ConfigStore, input_types: Any, **settings: Any) -> tornado.web.Application:
-    """The management API over ``store``; ``input_types`` is an ``InputTypeRegistry``."""
+def make_management_app(
+    store: ConfigStore, input_types: Any, token: str | None = None, **settings: Any
+) -> tornado.web.Application:
+    """The management API over ``store``; ``input_types`` is an ``InputTypeRegistry``. With a ``token`` every
+    ``/admin/<endpoint>`` request must carry ``Authorization: Bearer <token>`` (``/admin/ping`` stays open)."""
     ops = ManagementOps(store, input_types)
     exact = "|".join(e for e in ops.endpoints() if e not in _PREFIX_ROUTES)
     prefix = "|".join(_PREFIX_ROUTES)
     routes: list[Any] = [
         (r"/admin/ping", PingHandler),
-        (rf"/admin/({exact})", AdminHandler, {"ops": ops}),
-        (rf"/admin/({prefix}).*", AdminHandler, {"ops": ops}),
+        (rf"/admin/({exact})", AdminHandler, {"ops": ops, "token": token}),
+        (rf"/admin/({prefix}).*", AdminHandler, {"ops": ops, "token": token}),
     ]
     return tornado.web.Application(
         routes,
@@ -138,7 +150,9 @@ async def serve(settings: ManagementSettings, stop: asyncio.Event, input_types: 
             return
         raise
     logger.info("Connected to Redis at %s:%d", settings.redis_ip, settings.redis_port)
-    app = make_management_app(store, input_types)
+    token = env_secret(ENV_MANAGEMENT_TOKEN)  # set by the container manager when management auth is on
+    app = make_management_app(store, input_types, token)
+    logger.info("Management API authentication: %s", "bearer token" if token else "off")
     server = app.listen(settings.port, address=settings.host, xheaders=False)
     logger.info("Management frontend listening on %s:%d", settings.host, settings.port)
     await stop.wait()
