@@ -190,6 +190,8 @@ class LocalContainerManager(ContainerManager):
                 "rpc_port": self.clipper_rpc_port,
                 "redis": f"{self._redis_host}:{self.redis_port}",
                 "external_redis": bool(self.redis_ip),
+                "rpc_admission": self.rpc_admission,
+                "management_auth": self.management_auth,
                 "metric": self.get_metric_addr(),
                 "pids": {
                     "supervisor": processes.get("supervisor"),
@@ -315,6 +317,8 @@ class LocalContainerManager(ContainerManager):
         self.clipper_rpc_port = int(config["rpc_port"])
         self.redis_ip = config.get("redis_ip")
         self.redis_port = int(config["redis_port"])
+        self.rpc_admission = config.get("rpc_admission") or self.rpc_admission
+        self.management_auth = bool(config.get("management_auth"))
         logger.info("connected to local cluster %s (query %s)", self.cluster_name, self.get_query_addr())
 
     def stop_all(self, graceful: bool = True) -> None:
