@@ -163,3 +163,20 @@ def test_token_admission_without_a_token_does_not_start(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2, proc.stderr
     assert f"RPC admission 'token' needs the cluster's RPC token in ${ENV_RPC_TOKEN}" in proc.stderr
+
+
+def test_local_cluster_in_open_admission(clipper_home: Path) -> None:
+    query, mgmt, rpc_port, redis_port = free_ports(4)
+    c = ClipperConnection(
+        LocalContainerManager("rpc-open", query, mgmt, rpc_port, redis_port=redis_port, rpc_admission="open")
+    )
+    c.start_clipper()
+    try:
+        assert c.cm.describe()["rpc_admission"] == "open"
+        add_containerless(c, "legacy-app", "legacy")
+        with ProtocolReplica(rpc_port, "legacy", "1", 3, doubles_sum) as replica:  # as an original container
+            assert replica.registered.wait(10)
+            wait_until(lambda: predict(c, "legacy-app", [1.5])["default"] is False, 10, "the legacy replica to serve")
+            assert replica.calls >= 1
+    finally:
+        c.stop_all(graceful=False)
