@@ -10,6 +10,7 @@ Three levels, from the most permissive:
 * :func:`check_path_component` - a name that becomes one file or directory name (the local cluster's model store,
   logs, readiness files, virtualenvs; Docker container names): letters, digits, ``-``, ``_``, ``.`` and ``+``,
   starting with a letter or digit, no ``..``.
+* :func:`check_container_name_part` - a name inside a Docker container name (no ``+``).
 * :func:`validate_model_name` - the original client's DNS-1123 check of model names and versions
   (``ClipperConnection``), with its message.
 
@@ -33,6 +34,7 @@ MAX_NAME_LENGTH = 200
 
 _DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _PATH_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*\Z")
+_DOCKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # what Docker allows in a container name
 _UNSAFE_CHARS = frozenset("/\\*?[]")
 
 
@@ -102,6 +104,19 @@ def check_path_component(value: str, what: str) -> str:
             f"(no '..', at most {MAX_NAME_LENGTH} characters)"
         )
         raise ContainerManagerError(msg)
+    return value
+
+
+def check_container_name_part(value: str, what: str) -> str:
+    """A name that becomes part of a Docker container name (``<name>_<version>-<n>``): letters, digits, ``_``,
+    ``.`` and ``-``, starting with a letter or digit. Kubernetes object names need :func:`validate_model_name`."""
+    value = str(value)
+    if not _DOCKER_NAME.match(value) or len(value) > MAX_NAME_LENGTH:
+        msg = (
+            f"Invalid {what} {value!r}: a container name may only contain letters, digits, '_', '.' and '-', "
+            f"start with a letter or digit, and have at most {MAX_NAME_LENGTH} characters"
+        )
+        raise ClipperException(msg)
     return value
 
 

@@ -59,6 +59,20 @@ def admin(cm: LocalContainerManager, endpoint: str, body: dict) -> requests.Resp
     return requests.post(f"http://{cm.get_admin_addr()}/admin/{endpoint}", data=json.dumps(body), timeout=10)
 
 
+def test_name_checks_for_paths_and_container_names() -> None:
+    from clipper_core.names import check_container_name_part, check_path_component
+
+    for bad in ["../../x", "..", "a/b", "a\\b", "x\x00y", "", ".hidden", "a b", "a" * 201]:
+        with pytest.raises(ClipperException, match="Invalid model name"):
+            check_path_component(bad, "model name")
+        with pytest.raises(ClipperException, match="Invalid model name"):
+            check_container_name_part(bad, "model name")
+    with pytest.raises(ClipperException, match="container name"):
+        check_container_name_part("m+1", "model name")
+    assert check_path_component("Model_A.v2+x", "model name") == "Model_A.v2+x"
+    assert check_container_name_part("Model_A.v2-x", "model name") == "Model_A.v2-x"
+
+
 def test_management_api_refuses_hostile_names(cluster: LocalContainerManager) -> None:
     base = {"labels": [], "input_type": "doubles", "container_name": "NO_CONTAINER",
             "model_data_path": "DEPRECATED", "batch_size": -1}
