@@ -116,7 +116,7 @@ def check_container_name_part(value: str, what: str) -> str:
             f"Invalid {what} {value!r}: a container name may only contain letters, digits, '_', '.' and '-', "
             f"start with a letter or digit, and have at most {MAX_NAME_LENGTH} characters"
         )
-        raise ClipperException(msg)
+        raise ContainerManagerError(msg)
     return value
 
 

@@ -15,6 +15,7 @@ import redis
 from clipper_core.config_store import CONTAINER_DB, _s, container_key
 from clipper_core.errors import ContainerManagerError, DeploymentError
 from clipper_core.files import tail
+from clipper_core.secrets import redis_password
 
 if TYPE_CHECKING:
     from clipper_core.local.manager import LocalContainerManager
@@ -75,7 +76,12 @@ def _connected_records(cm: LocalContainerManager, key: str, pids: set[int]) -> d
     """The query frontend's replica records (Redis DB 3) of ``key`` that belong to the processes ``pids``."""
     name, _, version = key.partition(":")
     client = redis.Redis(
-        host=cm._redis_host, port=cm.redis_port, db=CONTAINER_DB, socket_connect_timeout=1.0, socket_timeout=2.0
+        host=cm._redis_host,
+        port=cm.redis_port,
+        db=CONTAINER_DB,
+        password=redis_password(cm.paths.root) or cm.redis_password,
+        socket_connect_timeout=1.0,
+        socket_timeout=2.0,
     )
     out: dict[int, dict[str, str]] = {}
     try:

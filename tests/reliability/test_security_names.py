@@ -23,8 +23,9 @@ pytestmark = pytest.mark.cluster
 
 HOSTILE_MODEL_NAMES = ["../../x", "..", ".", "a/b", "a\\b", "x\x00y", "a b", "a\nb", "*", "m[1]", "", "a:b", "a,b"]
 HOSTILE_APP_NAMES = ["..", "a\\b", "x\x00y", "a*", "a/../b"]
-# Keys of DB 8 (``<name>:<version>``) whose name or version would leave the cluster directory as a path.
-HOSTILE_DB8_KEYS = ["../../x:1", "..:1", "m:../../../y", "a/b:1", "evil:.."]
+# Keys of DB 8 (``<cluster>:<name>:<version>``, and the older ``<name>:<version>``) whose name or version would
+# leave the cluster directory as a path.
+HOSTILE_DB8_KEYS = ["names:../../x:1", "names:..:1", "names:m:../../../y", "../../z:1", "a/b:1", "evil:.."]
 
 
 @pytest.fixture

@@ -133,7 +133,7 @@ def test_external_redis_with_a_password(clipper_home: Path, tmp_path: Path) -> N
         serve_end_to_end(conn)
         assert json.loads((cm.cluster_dir / SECRETS_FILE).read_text())["redis_password"] == password
         client = redis.Redis(port=port, db=8, password=password)
-        assert client.hget("summer:1", "num_replicas") == b"1"
+        assert client.hget("ext-pw:summer:1", "num_replicas") == b"1"  # <cluster>:<name>:<version>
         client.close()
     finally:
         if conn is not None:

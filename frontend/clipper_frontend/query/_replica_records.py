@@ -88,7 +88,8 @@ class ReplicaRecords:
     async def _sync(self) -> None:
         if not self.pending:
             return
-        await _probe(self.store.host, self.store.port, PROBE_TIMEOUT)  # fail fast while Redis is down
+        # fail fast while Redis is down
+        await _probe(self.store.host, self.store.port, PROBE_TIMEOUT, self.store.password)
         full, self._full = self._full, False
         try:
             for key, replica in list(self.removed.items()):

@@ -177,6 +177,7 @@ class ClusterView:
         probe = aioredis.Redis(
             host=self.store.host,
             port=self.store.port,
+            password=self.store.password,
             socket_connect_timeout=PROBE_TIMEOUT,
             socket_timeout=PROBE_TIMEOUT,
             retry=Retry(NoBackoff(), 0),
