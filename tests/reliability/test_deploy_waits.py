@@ -24,6 +24,7 @@ from clipper_core.errors import DeploymentError
 from clipper_core.local import LocalContainerManager
 from clipper_core.local._state import pid_alive
 from clipper_core.ports import free_ports
+from clipper_core.secrets import redis_password
 from tests._wait import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -61,7 +62,7 @@ def cm(clipper_home: Path) -> Iterator[LocalContainerManager]:
 
 
 def _desired_keys(cm: LocalContainerManager) -> list[bytes]:
-    client = redis.Redis(port=cm.redis_port, db=LOCAL_DEPLOYMENT_DB)
+    client = redis.Redis(port=cm.redis_port, db=LOCAL_DEPLOYMENT_DB, password=redis_password(cm.cluster_dir))
     try:
         return list(client.scan_iter())
     finally:
@@ -104,7 +105,9 @@ def test_deploy_of_a_good_model_waits_until_it_is_connected(cm: LocalContainerMa
     image = cm.build_model("good", "1", str(_model_dir(tmp_path, "good", cloudpickle.dumps(_echo_len()))), "base")
     cm.deploy_model("good", "1", "doubles", image)
     (pid,) = cm.replica_pids("good", "1")
-    client = redis.Redis(port=cm.redis_port, db=CONTAINER_DB, decode_responses=True)
+    client = redis.Redis(
+        port=cm.redis_port, db=CONTAINER_DB, password=redis_password(cm.cluster_dir), decode_responses=True
+    )
     try:
         records = [client.hgetall(k) for k in client.scan_iter("good,1,*")]
     finally:
