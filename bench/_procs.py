@@ -34,12 +34,20 @@ class Processes:
         self.state.update(clipper_home=clipper_home, cluster=cluster)
         self._save()
 
-    def start(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> subprocess.Popen:
+    def start(
+        self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen:
         full_env = {**os.environ, **(env or {})}
         with open(log, "wb") as out:
-            proc = subprocess.Popen([str(a) for a in argv], stdout=out, stderr=subprocess.STDOUT, env=full_env,
-                                    cwd=cwd, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                [str(a) for a in argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.state["pids"][name] = proc.pid
         self._save()
         return proc

@@ -26,7 +26,8 @@ def profile(args: argparse.Namespace, procs: Processes, start_cluster: Callable[
     """
     py_spy = PEERS_VENV / "tools" / "bin" / "py-spy"
     if not py_spy.exists():
-        raise SystemExit("py-spy is not installed: bash bench/setup-peers.sh tools")
+        msg = "py-spy is not installed: bash bench/setup-peers.sh tools"
+        raise SystemExit(msg)
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     conn = start_cluster()
@@ -34,16 +35,35 @@ def profile(args: argparse.Namespace, procs: Processes, start_cluster: Callable[
     prefix = RESULTS_DIR / f"profile-{stamp}"
 
     def record(pid: int, fmt: str, out: Path) -> subprocess.Popen:
-        return subprocess.Popen([str(py_spy), "record", "--pid", str(pid), "--duration", str(round(secs)),
-                                 "--rate", "200", "--nolineno", "--nonblocking", "--format", fmt, "--output", str(out)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            [
+                str(py_spy),
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(round(secs)),
+                "--rate",
+                "200",
+                "--nolineno",
+                "--nonblocking",
+                "--format",
+                fmt,
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     def measured_run(spies: list[subprocess.Popen]) -> None:
         res = run_wrk(f"http://{addr}", "/noop/predict", "input", c, secs)
         for spy in spies:
             log = spy.communicate(timeout=secs + 60)[0]
             if spy.returncode != 0:
-                raise SystemExit(f"py-spy failed ({spy.returncode}): {log[-1000:]}")
+                msg = f"py-spy failed ({spy.returncode}): {log[-1000:]}"
+                raise SystemExit(msg)
         print(to_point("noop(under py-spy)", c, res).line(), flush=True)
 
     try:
@@ -61,8 +81,10 @@ def profile(args: argparse.Namespace, procs: Processes, start_cluster: Callable[
             top.write_text(top_functions(raw, f"{who} (pid {frontend if who == 'frontend' else replica})"))
             print(f"\n# {top.relative_to(ROOT)} (first lines)")
             print("\n".join(top.read_text().splitlines()[:25]))
-        print(f"\n# flamegraph: {svg.relative_to(ROOT)}; collapsed stacks: "
-              + ", ".join(str(r.relative_to(ROOT)) for r in raws.values()))
+        print(
+            f"\n# flamegraph: {svg.relative_to(ROOT)}; collapsed stacks: "
+            + ", ".join(str(r.relative_to(ROOT)) for r in raws.values())
+        )
     finally:
         procs.stop_everything()
 
@@ -90,6 +112,11 @@ def top_functions(collapsed: Path, title: str, n: int = 40) -> str:
         rows = sorted(d.items(), key=lambda kv: -kv[1])[:n]
         return [title, *(f"{100 * v / total:6.1f}%  {k}" for k, v in rows), ""]
 
-    return "\n".join([f"{title}: {total} samples (all threads, idle excluded)", "",
-                      *table(self_c, "== self (where the time is spent) =="),
-                      *table(incl, "== inclusive (time under the function) ==")])
+    return "\n".join(
+        [
+            f"{title}: {total} samples (all threads, idle excluded)",
+            "",
+            *table(self_c, "== self (where the time is spent) =="),
+            *table(incl, "== inclusive (time under the function) =="),
+        ]
+    )

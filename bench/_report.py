@@ -49,8 +49,10 @@ def ratio_lines(points: list[Point], peer_info: dict[str, str], peer_names: list
         a, b = find_point(points, "batchable", c), find_point(points, "batchable-b1", c)
         if a and b and b.rps:
             ans = f"{a.answered_rps / b.answered_rps:.2f}x" if b.answered_rps else "inf"
-            lines.append(f"batchable c={c} vs batchable-b1 c={c} = {a.rps / b.rps:.2f}x "
-                         f"(answered by the model, not defaults: {ans})")
+            lines.append(
+                f"batchable c={c} vs batchable-b1 c={c} = {a.rps / b.rps:.2f}x "
+                f"(answered by the model, not defaults: {ans})"
+            )
     return lines
 
 
@@ -63,17 +65,33 @@ def machine_info() -> dict[str, str]:
                 break
     except OSError:
         pass
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip() or "?"
+    commit = (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        or "?"
+    )
     wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     wrk_version = (wrk_v.stdout + wrk_v.stderr).split("[")[0].replace("wrk", "").strip() or "?"
-    return {"nproc": str(os.cpu_count()), "cpu": cpu, "kernel": platform.release(),
-            "python": platform.python_version(), "commit": commit, "wrk": wrk_version,
-            "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "commit": commit,
+        "wrk": wrk_version,
+        "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+    }
 
 
-def write_results(args: argparse.Namespace, points: list[Point], peer_info: dict[str, str], started: dt.datetime,
-                  ratios: list[str], machine: dict[str, str]) -> None:
+def write_results(
+    args: argparse.Namespace,
+    points: list[Point],
+    peer_info: dict[str, str],
+    started: dt.datetime,
+    ratios: list[str],
+    machine: dict[str, str],
+) -> None:
     """Append the run's section (machine, settings, one table row per point, the ratios) to bench/RESULTS.md."""
     a = args
     lines = [
@@ -84,7 +102,8 @@ def write_results(args: argparse.Namespace, points: list[Point], peer_info: dict
         f"- wrk {machine['wrk']}: `-t1`, pinned with `{' '.join(wrk_cpu_prefix()) or 'no taskset'}`; "
         f"{a.duration:g} s per point after a {a.warmup:g} s warm-up; connections {', '.join(map(str, a.conc))}"
         + (f"; medians of {a.rounds} rounds" if a.rounds > 1 else ""),
-        "- targets: " + ", ".join(f"{n} {v}" for n, v in peer_info.items() if not v.startswith("SKIP"))
+        "- targets: "
+        + ", ".join(f"{n} {v}" for n, v in peer_info.items() if not v.startswith("SKIP"))
         + "".join(f"; **{n} skipped** ({v[6:]})" for n, v in peer_info.items() if v.startswith("SKIP")),
         "",
         "| target | c | rps | p50 ms | p99 ms | mean batch | defaults | notes |",
@@ -93,8 +112,10 @@ def write_results(args: argparse.Namespace, points: list[Point], peer_info: dict
     for p in points:
         mb = f"{p.mean_batch:.2f}" if p.mean_batch is not None else "–"
         de = str(p.defaults) if p.defaults is not None else "–"
-        lines.append(f"| {p.target} | {p.conc} | {p.rps:.0f} | {p.p50_ms:.2f} | {p.p99_ms:.2f} | {mb} | {de} | "
-                     f"{'; '.join(p.notes)} |")
+        lines.append(
+            f"| {p.target} | {p.conc} | {p.rps:.0f} | {p.p50_ms:.2f} | {p.p99_ms:.2f} | {mb} | {de} | "
+            f"{'; '.join(p.notes)} |"
+        )
     if ratios:
         lines += ["", "```", *ratios, "```"]
     lines.append("")
@@ -121,8 +142,19 @@ def median_points(points: list[Point]) -> list[Point]:
     for (target, conc), ps in groups.items():
         defaults = med([p.defaults for p in ps])
         notes = [f"median of {len(ps)}"] + sorted({n for p in ps for n in p.notes})
-        out.append(Point(target, conc, med([p.rps for p in ps]), med([p.p50_ms for p in ps]),
-                         med([p.p99_ms for p in ps]), round(med([p.requests for p in ps])),
-                         sum(p.non2xx for p in ps), sum(p.socket_errors for p in ps), med([p.mean_batch for p in ps]),
-                         None if defaults is None else round(defaults), notes))
+        out.append(
+            Point(
+                target,
+                conc,
+                med([p.rps for p in ps]),
+                med([p.p50_ms for p in ps]),
+                med([p.p99_ms for p in ps]),
+                round(med([p.requests for p in ps])),
+                sum(p.non2xx for p in ps),
+                sum(p.socket_errors for p in ps),
+                med([p.mean_batch for p in ps]),
+                None if defaults is None else round(defaults),
+                notes,
+            )
+        )
     return out

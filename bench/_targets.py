@@ -38,10 +38,19 @@ class Target:
         return self.venv is None or (PEERS_VENV / self.venv / ".installed").exists()
 
     def version(self) -> str:
-        dist = {"tornado": "tornado", "litserve": "litserve", "mlserver": "mlserver", "ray": "ray",
-                "bentoml": "bentoml"}[self.name]
-        out = subprocess.run([str(self.python()), "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"],
-                             capture_output=True, text=True, check=False)
+        dist = {
+            "tornado": "tornado",
+            "litserve": "litserve",
+            "mlserver": "mlserver",
+            "ray": "ray",
+            "bentoml": "bentoml",
+        }[self.name]
+        out = subprocess.run(
+            [str(self.python()), "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         return out.stdout.strip() or "?"
 
     def launch(self, procs: Processes, port: int, log: Path) -> subprocess.Popen:
@@ -51,17 +60,30 @@ class Target:
         if self.name == "litserve":
             return procs.start(self.name, [py, "litserve_server.py", "--port", port], log, cwd=PEERS_DIR)
         if self.name == "ray":
-            return procs.start(self.name, [py, "ray_server.py", "--port", port], log, cwd=PEERS_DIR,
-                               env={"RAY_USAGE_STATS_ENABLED": "0"})
+            return procs.start(
+                self.name,
+                [py, "ray_server.py", "--port", port],
+                log,
+                cwd=PEERS_DIR,
+                env={"RAY_USAGE_STATS_ENABLED": "0"},
+            )
         if self.name == "mlserver":
             grpc, metrics = free_ports(2)
-            env = {"MLSERVER_HOST": "127.0.0.1", "MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(grpc),
-                   "MLSERVER_METRICS_PORT": str(metrics)}
+            env = {
+                "MLSERVER_HOST": "127.0.0.1",
+                "MLSERVER_HTTP_PORT": str(port),
+                "MLSERVER_GRPC_PORT": str(grpc),
+                "MLSERVER_METRICS_PORT": str(metrics),
+            }
             return procs.start(self.name, [py.parent / "mlserver", "start", "mlserver"], log, env=env, cwd=PEERS_DIR)
         if self.name == "bentoml":
-            return procs.start(self.name, [py.parent / "bentoml", "serve", "bentoml_service:Noop", "--host",
-                                           "127.0.0.1", "--port", port], log, env={"BENTOML_DO_NOT_TRACK": "true"},
-                               cwd=PEERS_DIR)
+            return procs.start(
+                self.name,
+                [py.parent / "bentoml", "serve", "bentoml_service:Noop", "--host", "127.0.0.1", "--port", port],
+                log,
+                env={"BENTOML_DO_NOT_TRACK": "true"},
+                cwd=PEERS_DIR,
+            )
         raise ValueError(self.name)
 
 
@@ -87,7 +109,8 @@ def wait_answering(url: str, shape: str, timeout: float, proc: subprocess.Popen 
     last = "no answer"
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"exited with code {proc.returncode}")
+            msg = f"exited with code {proc.returncode}"
+            raise RuntimeError(msg)
         try:
             r = requests.post(url, data=sample_body(shape), headers={"Content-Type": "application/json"}, timeout=5)
             if r.status_code == 200 and FIXED_SUM in r.text:
@@ -96,4 +119,5 @@ def wait_answering(url: str, shape: str, timeout: float, proc: subprocess.Popen 
         except requests.RequestException as exc:
             last = type(exc).__name__
         time.sleep(0.5)
-    raise RuntimeError(f"not answering after {timeout:.0f} s ({last})")
+    msg = f"not answering after {timeout:.0f} s ({last})"
+    raise RuntimeError(msg)

@@ -23,7 +23,7 @@ try:
 except ImportError:  # pragma: no cover - the project's venv has orjson
     import json
 
-    def dumps(obj):  # type: ignore[no-redef]
+    def dumps(obj: object) -> bytes:  # type: ignore[no-redef]
         return json.dumps(obj, separators=(",", ":")).encode()
 
     loads = json.loads
@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover
     uvloop = None
 
 
-def noop(xs):
+def noop(xs: list[list[float]]) -> list[str]:
     return [str(sum(x)) for x in xs]
 
 
@@ -49,7 +49,8 @@ class PredictHandler(tornado.web.RequestHandler):
             body = loads(self.request.body)
             x = body["input"]
             if not isinstance(x, list) or not all(isinstance(v, (int, float)) for v in x):
-                raise ValueError("input must be a list of doubles")
+                msg = "input must be a list of doubles"
+                raise ValueError(msg)
         except (ValueError, KeyError, TypeError) as exc:
             self.set_status(400)
             self.finish(dumps({"error": "Json error", "cause": str(exc)}))

@@ -31,7 +31,9 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from _metrics import Snapshot, point_defaults, point_mean_batch
 from _paths import CLUSTER_NAME, RESULTS_DIR, RESULTS_MD, ROOT
@@ -46,11 +48,11 @@ from clipper_core.ports import free_ports
 # ---------------------------------------------------------------------------------------------- the models
 
 
-def noop(xs):
+def noop(xs: list[list[float]]) -> list[str]:
     return [str(sum(x)) for x in xs]
 
 
-def batchable(xs):
+def batchable(xs: list[list[float]]) -> list[str]:
     import time as _time
 
     _time.sleep(0.002 + 0.00005 * len(xs))
@@ -81,8 +83,16 @@ class Bench:
     def say(self, msg: str) -> None:
         print(msg, flush=True)
 
-    def drive(self, name: str, base_url: str, path: str, shape: str, conc: int, vary: bool = True,
-              snap=None) -> Point:
+    def drive(
+        self,
+        name: str,
+        base_url: str,
+        path: str,
+        shape: str,
+        conc: int,
+        vary: bool = True,
+        snap: Callable[[], Snapshot] | None = None,
+    ) -> Point:
         """One point: a warm-up run, then the measured run (with metrics snapshots around it for ours)."""
         if self.args.warmup > 0:
             run_wrk(base_url, path, shape, conc, self.args.warmup, vary)
@@ -108,15 +118,20 @@ class Bench:
 
     # -- ours -----------------------------------------------------------------------------------------
 
-    def start_cluster(self, models: list[tuple]):
+    def start_cluster(self, models: list[tuple[Any, ...]]) -> None:
         clipper_home = tempfile.mkdtemp(prefix="clipper-bench-home-")
         os.environ["CLIPPER_HOME"] = clipper_home
         from clipper_admin import ClipperConnection, LocalContainerManager
         from clipper_admin.deployers import python as python_deployer
 
         q, mgmt, rpc, redis_port = free_ports(4)
-        cm = LocalContainerManager(cluster_name=CLUSTER_NAME, clipper_query_port=q, clipper_management_port=mgmt,
-                                   clipper_rpc_port=rpc, redis_port=redis_port)
+        cm = LocalContainerManager(
+            cluster_name=CLUSTER_NAME,
+            clipper_query_port=q,
+            clipper_management_port=mgmt,
+            clipper_rpc_port=rpc,
+            redis_port=redis_port,
+        )
         conn = ClipperConnection(cm)
         self.procs.set_cluster(clipper_home, CLUSTER_NAME)
         t0 = time.monotonic()
@@ -125,13 +140,15 @@ class Bench:
         for name, func, slo, batch_size in models:
             t0 = time.monotonic()
             conn.register_application(name=name, input_type="doubles", default_output="-1.0", slo_micros=slo)
-            python_deployer.deploy_python_closure(conn, name=name, version=1, input_type="doubles", func=func,
-                                                  batch_size=batch_size)
+            python_deployer.deploy_python_closure(
+                conn, name=name, version=1, input_type="doubles", func=func, batch_size=batch_size
+            )
             conn.link_model_to_app(app_name=name, model_name=name)
             addr = conn.get_query_addr()
             wait_answering(f"http://{addr}/{name}/predict", "input", 30)
-            self.say(f"# deployed {name} (slo {slo / 1000:g} ms, batch_size {batch_size}) "
-                     f"in {time.monotonic() - t0:.1f} s")
+            self.say(
+                f"# deployed {name} (slo {slo / 1000:g} ms, batch_size {batch_size}) in {time.monotonic() - t0:.1f} s"
+            )
         return conn
 
     def run_ours(self) -> None:
@@ -139,14 +156,25 @@ class Bench:
         try:
             addr = conn.get_query_addr()
             base = f"http://{addr}"
-            plan = [("noop", "noop", True), ("noop-cached", "noop", False),
-                    ("batchable", "batchable", True), ("batchable-b1", "batchable-b1", True)]
+            plan = [
+                ("noop", "noop", True),
+                ("noop-cached", "noop", False),
+                ("batchable", "batchable", True),
+                ("batchable-b1", "batchable-b1", True),
+            ]
             for label, app, vary in plan:
                 if label not in self.args.ours or (label == "noop-cached" and self.args.no_cached):
                     continue
                 for c in self.args.conc:
-                    self.drive(label, base, f"/{app}/predict", "input", c, vary,
-                               snap=lambda app=app: Snapshot.take(addr, app, app))
+                    self.drive(
+                        label,
+                        base,
+                        f"/{app}/predict",
+                        "input",
+                        c,
+                        vary,
+                        snap=lambda app=app: Snapshot.take(addr, app, app),
+                    )
         finally:
             self.copy_cluster_logs()
             t0 = time.monotonic()
@@ -162,8 +190,10 @@ class Bench:
 
     def run_peer(self, target: Target) -> None:
         if not target.installed():
-            self.peer_info[target.name] = f"SKIP: not installed (bash bench/setup-peers.sh {target.venv}; " \
-                                          f"log bench/.venv-peers/{target.venv}.log)"
+            self.peer_info[target.name] = (
+                f"SKIP: not installed (bash bench/setup-peers.sh {target.venv}; "
+                f"log bench/.venv-peers/{target.venv}.log)"
+            )
             self.say(f"# {target.name}: {self.peer_info[target.name]}")
             return
         version = target.version()
@@ -191,11 +221,15 @@ class Bench:
     def run(self) -> None:
         started = dt.datetime.now(dt.timezone.utc)
         machine = machine_info()
-        self.say(f"# clipper bench {started:%Y-%m-%d %H:%M:%S} UTC commit {machine['commit']}: {machine['nproc']} × "
-                 f"{machine['cpu']}, Linux {machine['kernel']}, Python {machine['python']}, "
-                 f"load {machine['loadavg']}")
-        self.say(f"# {self.args.duration:g} s per point after {self.args.warmup:g} s warm-up; wrk -t1 "
-                 f"{' '.join(wrk_cpu_prefix())}; logs in {self.logdir}")
+        self.say(
+            f"# clipper bench {started:%Y-%m-%d %H:%M:%S} UTC commit {machine['commit']}: {machine['nproc']} × "
+            f"{machine['cpu']}, Linux {machine['kernel']}, Python {machine['python']}, "
+            f"load {machine['loadavg']}"
+        )
+        self.say(
+            f"# {self.args.duration:g} s per point after {self.args.warmup:g} s warm-up; wrk -t1 "
+            f"{' '.join(wrk_cpu_prefix())}; logs in {self.logdir}"
+        )
         rounds = max(1, self.args.rounds)
         for r in range(rounds):
             if rounds > 1:
@@ -223,25 +257,54 @@ class Bench:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Clipper-in-Python benchmark (see bench/README.md)")
-    p.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 10)),
-                   help="seconds per measured point (default 10, env BENCH_DURATION)")
-    p.add_argument("--warmup", type=float, default=float(os.environ.get("BENCH_WARMUP", 2)),
-                   help="seconds of warm-up before every point (default 2, env BENCH_WARMUP)")
-    p.add_argument("--conc", default=os.environ.get("BENCH_CONC", "1,16,64"),
-                   help="comma-separated connection counts (default 1,16,64)")
-    p.add_argument("--peers", default=os.environ.get("BENCH_PEERS", ",".join(PEERS)),
-                   help=f"comma-separated baseline/peers to run (default {','.join(PEERS)}); '' for none")
-    p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 1)),
-                   help="repeat the whole sequence N times and report per-point medians (default 1)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=float(os.environ.get("BENCH_DURATION", 10)),
+        help="seconds per measured point (default 10, env BENCH_DURATION)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=float(os.environ.get("BENCH_WARMUP", 2)),
+        help="seconds of warm-up before every point (default 2, env BENCH_WARMUP)",
+    )
+    p.add_argument(
+        "--conc",
+        default=os.environ.get("BENCH_CONC", "1,16,64"),
+        help="comma-separated connection counts (default 1,16,64)",
+    )
+    p.add_argument(
+        "--peers",
+        default=os.environ.get("BENCH_PEERS", ",".join(PEERS)),
+        help=f"comma-separated baseline/peers to run (default {','.join(PEERS)}); '' for none",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=int(os.environ.get("BENCH_ROUNDS", 1)),
+        help="repeat the whole sequence N times and report per-point medians (default 1)",
+    )
     p.add_argument("--no-ours", action="store_true", help="skip the Clipper cluster (peers only)")
     p.add_argument("--no-cached", action="store_true", help="skip the noop-cached points")
-    p.add_argument("--ours", default=",".join(OUR_TARGETS),
-                   help=f"comma-separated targets of ours to run (default {','.join(OUR_TARGETS)})")
+    p.add_argument(
+        "--ours",
+        default=",".join(OUR_TARGETS),
+        help=f"comma-separated targets of ours to run (default {','.join(OUR_TARGETS)})",
+    )
     p.add_argument("--no-write", action="store_true", help="do not append to bench/RESULTS.md")
-    p.add_argument("--max-seconds", type=float, default=float(os.environ.get("BENCH_MAX_SECONDS", 1800)),
-                   help="hard limit for the whole run (default 1800)")
-    p.add_argument("--state", type=Path, default=RESULTS_DIR / ".run-state.json",
-                   help="state file listing the processes this run started")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=float(os.environ.get("BENCH_MAX_SECONDS", 1800)),
+        help="hard limit for the whole run (default 1800)",
+    )
+    p.add_argument(
+        "--state",
+        type=Path,
+        default=RESULTS_DIR / ".run-state.json",
+        help="state file listing the processes this run started",
+    )
     p.add_argument("--cleanup", type=Path, metavar="STATE", help="kill what the run behind STATE left, then exit")
     p.add_argument("--profile", action="store_true", help="py-spy the query frontend during a noop run")
     p.add_argument("--profile-conc", type=int, default=64)
@@ -264,13 +327,16 @@ def main() -> None:
         cleanup_from_state(args.cleanup)
         return
     if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed (apt-get install -y wrk, or use bash bench/run.sh)")
+        msg = "wrk is not installed (apt-get install -y wrk, or use bash bench/run.sh)"
+        raise SystemExit(msg)
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+    def on_signal(signum: int, _frame: object) -> None:
+        msg = f"signal {signum}"
+        raise KeyboardInterrupt(msg)
 
-    def on_alarm(_signum, _frame):
-        raise TimeoutError(f"the run exceeded --max-seconds={args.max_seconds:g}")
+    def on_alarm(_signum: int, _frame: object) -> None:
+        msg = f"the run exceeded --max-seconds={args.max_seconds:g}"
+        raise TimeoutError(msg)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGALRM, on_alarm)

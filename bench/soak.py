@@ -53,15 +53,23 @@ def main() -> int:
     from clipper_admin.deployers import python as python_deployer
 
     q, mgmt, rpc, redis_port = free_ports(4)
-    cm = LocalContainerManager(cluster_name=CLUSTER, clipper_query_port=q, clipper_management_port=mgmt,
-                               clipper_rpc_port=rpc, redis_port=redis_port)
+    cm = LocalContainerManager(
+        cluster_name=CLUSTER,
+        clipper_query_port=q,
+        clipper_management_port=mgmt,
+        clipper_rpc_port=rpc,
+        redis_port=redis_port,
+    )
     conn = ClipperConnection(cm)
     conn.start_clipper()
     try:
         python_deployer.create_endpoint(conn, "noop", "doubles", noop, default_output="-1", slo_micros=1_000_000)
         processes = read_json(cm.cluster_dir / "processes.json") or {}
-        pids = {"query": processes.get("query"), "management": processes.get("management"),
-                "replica": next(iter(r["pid"] for reps in processes.get("replicas", {}).values() for r in reps), None)}
+        pids = {
+            "query": processes.get("query"),
+            "management": processes.get("management"),
+            "replica": next(iter(r["pid"] for reps in processes.get("replicas", {}).values() for r in reps), None),
+        }
         duration = args.minutes * 60
         result: dict[str, Any] = {}
 
@@ -80,11 +88,16 @@ def main() -> int:
         warm = next((s for t, s in samples if t >= 60), samples[0][1])
         end = samples[-1][1]
         secs = result.get("duration_us", 1) / 1e6
-        print(f"requests={result.get('requests')} rps={result.get('requests', 0) / secs:.0f} "
-              f"non2xx={result.get('non2xx')} socket_errors={result.get('connect_errors', 0) + result.get('read_errors', 0) + result.get('write_errors', 0) + result.get('timeouts', 0)}")
+        socket_errors = sum(result.get(k, 0) for k in ("connect_errors", "read_errors", "write_errors", "timeouts"))
+        print(
+            f"requests={result.get('requests')} rps={result.get('requests', 0) / secs:.0f} "
+            f"non2xx={result.get('non2xx')} socket_errors={socket_errors}"
+        )
         for name in pids:
-            print(f"{name}: rss after 1 min {warm[name]:.1f} MB, at the end {end[name]:.1f} MB, "
-                  f"growth {end[name] - warm[name]:+.1f} MB")
+            print(
+                f"{name}: rss after 1 min {warm[name]:.1f} MB, at the end {end[name]:.1f} MB, "
+                f"growth {end[name] - warm[name]:+.1f} MB"
+            )
     finally:
         conn.stop_all()
     return 0

@@ -124,8 +124,14 @@ class ClipperConnection:
         """Start a new cluster with the container manager and wait until both frontends answer."""
         try:
             self.cm.start_clipper(
-                query_frontend_image, mgmt_frontend_image, frontend_exporter_image, cache_size,
-                qf_http_thread_pool_size, qf_http_timeout_request, qf_http_timeout_content, num_frontend_replicas,
+                query_frontend_image,
+                mgmt_frontend_image,
+                frontend_exporter_image,
+                cache_size,
+                qf_http_thread_pool_size,
+                qf_http_timeout_request,
+                qf_http_timeout_content,
+                num_frontend_replicas,
             )
         except ClipperException as exc:
             logger.warning("Error starting Clipper: %s", exc.msg)
@@ -460,4 +466,3 @@ class ClipperConnection:
             return data
         reloaded = pickle.loads(cloudpickle.dumps(func))
         return reloaded(data)
-

@@ -41,7 +41,9 @@ def json_type_name(value: Any) -> str:
 
 
 def type_mismatch(key: str, expected: str, value: Any) -> InputDecodeError:
-    return InputDecodeError(f"Type mismatch! JSON key {key} expected type {expected}but found type {json_type_name(value)}")
+    return InputDecodeError(
+        f"Type mismatch! JSON key {key} expected type {expected}but found type {json_type_name(value)}"
+    )
 
 
 class InputType:
@@ -98,18 +100,21 @@ class _NumericType(InputType):
     def _check(self, value: Any, key: str, batch: bool) -> None:
         if type(value) is not list:
             if batch:
-                raise InputDecodeError(f"Array input of type {json_type_name(value)} is not of type array")
+                msg = f"Array input of type {json_type_name(value)} is not of type array"
+                raise InputDecodeError(msg)
             raise type_mismatch(key, "Array", value)
         accepts_float = self.accepts_float
         for v in value:
             t = type(v)
             if t is int:
                 if not accepts_float and not (INT32_MIN <= v <= INT32_MAX):
-                    raise InputDecodeError(f"Array input value {v} does not fit in a 32-bit int")
+                    msg = f"Array input value {v} does not fit in a 32-bit int"
+                    raise InputDecodeError(msg)
                 continue
             if t is float and accepts_float:
                 continue
-            raise InputDecodeError(f"Array input of type {json_type_name(v)} is not of type {self.element_name}")
+            msg = f"Array input of type {json_type_name(v)} is not of type {self.element_name}"
+            raise InputDecodeError(msg)
 
     def encode(self, value: Any, key: str = "input") -> bytes:
         self._check(value, key, batch=False)
@@ -176,7 +181,8 @@ class Strings(InputType):
 
     def encode_batch_item(self, value: Any) -> bytes:
         if type(value) is not str:
-            raise InputDecodeError(f"Array input of type {json_type_name(value)} is not of type string")
+            msg = f"Array input of type {json_type_name(value)} is not of type string"
+            raise InputDecodeError(msg)
         return value.encode("utf-8")
 
     def decode(self, payload: bytes) -> bytes:
@@ -197,7 +203,8 @@ class Bytes(InputType):
             return base64.b64decode(value, validate=False)
         except (binascii.Error, ValueError) as exc:
             # The original decoded anything; we say what is wrong instead of sending garbage.
-            raise InputDecodeError(f"Input is not valid base64: {exc}") from exc
+            msg = f"Input is not valid base64: {exc}"
+            raise InputDecodeError(msg) from exc
 
     def encode(self, value: Any, key: str = "input") -> bytes:
         if type(value) is not str:
@@ -206,7 +213,8 @@ class Bytes(InputType):
 
     def encode_batch_item(self, value: Any) -> bytes:
         if type(value) is not str:
-            raise InputDecodeError(f"PredictionData of type {json_type_name(value)} is not of type base64-encoded string")
+            msg = f"PredictionData of type {json_type_name(value)} is not of type base64-encoded string"
+            raise InputDecodeError(msg)
         return self._b64(value)
 
     def decode(self, payload: bytes) -> np.ndarray:

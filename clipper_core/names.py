@@ -48,8 +48,10 @@ def _unsafe_reason(value: str) -> str | None:
         return "'.' and '..' are not names"
     bad = sorted({c for c in value if c in _UNSAFE_CHARS or c.isspace() or not c.isprintable()})
     if bad:
-        return "it contains " + ", ".join(repr(c) for c in bad) + " (path separators, glob characters, whitespace " \
+        return (
+            "it contains " + ", ".join(repr(c) for c in bad) + " (path separators, glob characters, whitespace "
             "and control characters are not allowed)"
+        )
     return None
 
 

@@ -64,7 +64,9 @@ class Registry(Generic[T]):
         self._items = items
 
     @classmethod
-    def from_results(cls, kind: str, results: Iterable[Iterable[T] | None], name_attr: str = "PLUGIN_NAME") -> Registry[T]:
+    def from_results(
+        cls, kind: str, results: Iterable[Iterable[T] | None], name_attr: str = "PLUGIN_NAME"
+    ) -> Registry[T]:
         """Build a registry from a registration hook's results (one list per implementation)."""
         items: dict[str, T] = {}
         for result in results:

@@ -15,7 +15,7 @@ from clipper_admin import ClipperConnection, LocalContainerManager
 from clipper_admin.deployers import python as python_deployer
 
 
-def feature_sum(xs):
+def feature_sum(xs: list[list[float]]) -> list[str]:
     return [str(sum(x)) for x in xs]
 
 
@@ -32,10 +32,8 @@ def main() -> None:
         )
         clipper_conn.link_model_to_app(app_name="hello-world", model_name="sum-model")
         addr = clipper_conn.get_query_addr()
-        response = requests.post(
-            f"http://{addr}/hello-world/predict", json={"input": [1.1, 2.2, 3.3]}, timeout=10
-        )
-        print(f"POST http://{addr}/hello-world/predict {{\"input\": [1.1, 2.2, 3.3]}}")
+        response = requests.post(f"http://{addr}/hello-world/predict", json={"input": [1.1, 2.2, 3.3]}, timeout=10)
+        print(f'POST http://{addr}/hello-world/predict {{"input": [1.1, 2.2, 3.3]}}')
         print(response.json())
     finally:
         if keep:

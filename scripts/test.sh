@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/lint.sh
 export CLIPPER_HOME="${CLIPPER_HOME:-$(mktemp -d /tmp/clipper-test-home.XXXXXX)}"
 # Stop dockerd at the end only if this run started it (docker-up.sh then wrote a new pid file); the trap is set
 # first so that an interrupt during the daemon's start-up stops it too.

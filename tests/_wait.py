@@ -18,5 +18,6 @@ def wait_until(cond: Callable[[], T], timeout: float = 30.0, what: str = "condit
         if last:
             return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last value {last!r})")
+            msg = f"timed out after {timeout:g} s waiting for {what} (last value {last!r})"
+            raise AssertionError(msg)
         time.sleep(interval)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,12 +71,13 @@ class Frontend:
     def predict(self, app: str, body: object, **kw: object) -> requests.Response:
         return requests.post(f"{self.url}/{app}/predict", json=body, timeout=30, **kw)
 
-    def wait_until(self, cond, timeout: float = 10.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    def wait_until(self, cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
         """:func:`tests._wait.wait_until`, with the end of the frontend's log in the failure message."""
         try:
             wait_until(cond, timeout, what, interval=0.02)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; frontend log:\n{self.log.read_text()[-3000:]}") from None
+            msg = f"{exc}; frontend log:\n{self.log.read_text()[-3000:]}"
+            raise AssertionError(msg) from None
 
     def wait_for_app(self, app: str) -> None:
         def ready() -> bool:
@@ -99,9 +100,21 @@ def query_frontend(redis_port: int, tmp: Path, *extra: str, max_open_files: int 
 
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "clipper_frontend.query", "--port", str(port), "--rpc-port", str(rpc_port),
-             "--redis-port", str(redis_port), *extra],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                sys.executable,
+                "-m",
+                "clipper_frontend.query",
+                "--port",
+                str(port),
+                "--rpc-port",
+                str(rpc_port),
+                "--redis-port",
+                str(redis_port),
+                *extra,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
             preexec_fn=limit_files if max_open_files is not None else None,
         )
     try:

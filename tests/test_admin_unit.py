@@ -48,8 +48,15 @@ class RecordingManager(ContainerManager):
     def connect(self) -> None:
         self.calls.append(("connect",))
 
-    def build_model(self, name: str, version: str, model_data_path: str, base_image: str,
-                    container_registry: str | None = None, pkgs_to_install: list[str] | None = None) -> str:
+    def build_model(
+        self,
+        name: str,
+        version: str,
+        model_data_path: str,
+        base_image: str,
+        container_registry: str | None = None,
+        pkgs_to_install: list[str] | None = None,
+    ) -> str:
         files = sorted(os.listdir(model_data_path))
         self.last_model_path = model_data_path
         with open(os.path.join(model_data_path, "func.pkl"), "rb") as f:
@@ -265,8 +272,13 @@ def test_register_model_and_error_status(mgmt: FakeManagement) -> None:
     path, body = mgmt.requests[-1]
     assert path == "/admin/add_model"
     assert body == {
-        "model_name": "m", "model_version": "2", "labels": ["a"], "input_type": "doubles",
-        "container_name": "NO_CONTAINER", "model_data_path": "DEPRECATED", "batch_size": 4,
+        "model_name": "m",
+        "model_version": "2",
+        "labels": ["a"],
+        "input_type": "doubles",
+        "container_name": "NO_CONTAINER",
+        "model_data_path": "DEPRECATED",
+        "batch_size": 4,
     }
     mgmt.routes["/admin/add_app"] = lambda b: (400, f"application '{b['name']}' already exists")
     with pytest.raises(ClipperException) as info:
@@ -315,7 +327,8 @@ def test_deploy_existing_version_or_failing_manager(mgmt: FakeManagement) -> Non
     mgmt.routes["/admin/get_model"] = lambda b: (200, {})
 
     def fail(name: str, version: str) -> None:
-        raise ClipperException("replica crashed")
+        msg = "replica crashed"
+        raise ClipperException(msg)
 
     cm.on_deploy = fail
     with pytest.raises(ClipperException, match="replica crashed"):
@@ -441,7 +454,11 @@ def test_functions_of_source_modules_are_pickled_by_value(tmp_path: Any) -> None
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         out = subprocess.run(
             [sys.executable, "-c", code, os.path.join(path, "func.pkl")],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "[3.0]"
@@ -462,7 +479,11 @@ def test_deploy_python_closure_builds_and_removes_temp_dir(mgmt: FakeManagement)
     assert build[6] == ["six"]
     assert cm.built_func([[1.0, 2.0]]) == [3.0]
     assert mgmt.paths() == [
-        "/admin/add_app", "/admin/get_model", "/admin/get_all_containers", "/admin/add_model", "/admin/add_model_links",
+        "/admin/add_app",
+        "/admin/get_model",
+        "/admin/get_all_containers",
+        "/admin/add_model",
+        "/admin/add_model_links",
     ]
     assert cm.last_model_path.endswith("clipper") and not os.path.exists(cm.last_model_path)
 

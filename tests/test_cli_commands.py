@@ -58,16 +58,26 @@ def test_trace_plugins_logs_every_hook_call(tmp_path: Path) -> None:
     env = {**os.environ, "CLIPPER_TRACE_PLUGINS": "1"}
     env.pop("CLIPPER_DISABLE_PLUGIN_AUTOLOAD", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "clipper_core.cli", "plugins"], capture_output=True, text=True, env=env, timeout=60,
-        cwd=tmp_path, check=False,
+        [sys.executable, "-m", "clipper_core.cli", "plugins"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     for hook in ("clipper_register_commands", "clipper_register_container_managers"):
         assert f"hook {hook} called" in proc.stderr, proc.stderr
         assert f"hook {hook} returned" in proc.stderr
     quiet = subprocess.run(
-        [sys.executable, "-m", "clipper_core.cli", "plugins"], capture_output=True, text=True, timeout=60,
-        cwd=tmp_path, check=False, env={k: v for k, v in env.items() if k != "CLIPPER_TRACE_PLUGINS"},
+        [sys.executable, "-m", "clipper_core.cli", "plugins"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+        env={k: v for k, v in env.items() if k != "CLIPPER_TRACE_PLUGINS"},
     )
     assert "hook clipper_register" not in quiet.stderr
 
@@ -157,8 +167,23 @@ def test_deploy_a_function_from_a_file_and_predict(
     model.write_text("def total(xs):\n    return [str(float(sum(x))) for x in xs]\n")
     ports = [str(p) for p in free_ports(4)]
     where = ["--cluster-name", "cli-deploy"]
-    assert main(["start", *where, "--query-port", ports[0], "--mgmt-port", ports[1], "--rpc-port", ports[2],
-                 "--redis-port", ports[3]]) == 0
+    assert (
+        main(
+            [
+                "start",
+                *where,
+                "--query-port",
+                ports[0],
+                "--mgmt-port",
+                ports[1],
+                "--rpc-port",
+                ports[2],
+                "--redis-port",
+                ports[3],
+            ]
+        )
+        == 0
+    )
     try:
         capsys.readouterr()
         assert main(["deploy", "summer", f"{model}:total", "--app", "--default-output", "-1", *where]) == 0
@@ -171,7 +196,10 @@ def test_deploy_a_function_from_a_file_and_predict(
         assert main(["deploy", "other", f"{model}:nothing", *where]) == 1
         assert "has no callable named 'nothing'" in capsys.readouterr().err
         assert main(["deploy", "other", f"{model}:total", "--deployer", "tensorflow", *where]) == 1
-        assert "Unknown deployer 'tensorflow'. Installed deployers: onnx, pyspark, python_closure, pytorch" in capsys.readouterr().err
+        assert (
+            "Unknown deployer 'tensorflow'. Installed deployers: onnx, pyspark, python_closure, pytorch"
+            in capsys.readouterr().err
+        )
         # A Spark model cannot come from the shell: the deployer says how to deploy one.
         assert main(["deploy", "other", f"{model}:total", "--deployer", "pyspark", *where]) == 1
         assert "needs the fitted Spark model and its SparkContext" in capsys.readouterr().err

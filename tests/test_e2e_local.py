@@ -87,12 +87,18 @@ def test_versions_pinning_rollback_scaling_and_restart(conn: ClipperConnection) 
 
     c.set_num_replicas("model", 3)
     assert c.get_num_replicas("model") == 3
-    wait_until(lambda: len([r for r in c.get_all_model_replicas(verbose=True) if r["model_version"] == "2"]) == 3,
-               30, "3 connected replicas")
+    wait_until(
+        lambda: len([r for r in c.get_all_model_replicas(verbose=True) if r["model_version"] == "2"]) == 3,
+        30,
+        "3 connected replicas",
+    )
     c.set_num_replicas("model", 1)
     assert c.get_num_replicas("model") == 1
-    wait_until(lambda: len([r for r in c.get_all_model_replicas(verbose=True) if r["model_version"] == "2"]) == 1,
-               30, "1 connected replica")
+    wait_until(
+        lambda: len([r for r in c.get_all_model_replicas(verbose=True) if r["model_version"] == "2"]) == 1,
+        30,
+        "1 connected replica",
+    )
 
     cm = c.cm
     [pid] = cm.replica_pids("model", "2")

@@ -28,11 +28,13 @@ from tests._wait import wait_until
 pytestmark = pytest.mark.cluster
 
 
-
 def new_manager(name: str) -> LocalContainerManager:
     query, mgmt, rpc, redis_port = free_ports(4)
     return LocalContainerManager(
-        cluster_name=name, clipper_query_port=query, clipper_management_port=mgmt, clipper_rpc_port=rpc,
+        cluster_name=name,
+        clipper_query_port=query,
+        clipper_management_port=mgmt,
+        clipper_rpc_port=rpc,
         redis_port=redis_port,
     )
 
@@ -395,7 +397,9 @@ def test_services_are_restarted(cluster: LocalContainerManager) -> None:
         os.kill(old, signal.SIGKILL)
         wait_until(lambda n=name, o=old: pid_of(n) not in (None, o), what=f"{name} to be restarted")
     wait_until(
-        lambda: all(accepts("127.0.0.1", port) for port in (cluster.clipper_query_port, cluster.clipper_management_port)),
+        lambda: all(
+            accepts("127.0.0.1", port) for port in (cluster.clipper_query_port, cluster.clipper_management_port)
+        ),
         what="the frontends to listen again",
     )
     assert cluster.is_running()
@@ -410,9 +414,7 @@ def test_supervisor_survives_unreachable_redis(managers: list[LocalContainerMana
         ext = subprocess.Popen(redis_command(port, tmp_path), stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, proc=ext)
-        cm = LocalContainerManager(
-            "flaky", *free_ports(3), redis_ip="127.0.0.1", redis_port=port
-        )
+        cm = LocalContainerManager("flaky", *free_ports(3), redis_ip="127.0.0.1", redis_port=port)
         managers.append(cm)
         cm.start_clipper()
         image = cm.build_model("m", "1", str(make_model_dir(tmp_path)), "base")

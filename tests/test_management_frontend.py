@@ -688,8 +688,17 @@ def test_clipper_query_frontend_help_documents_the_limits(capsys: pytest.Capture
     with pytest.raises(SystemExit):
         main(["query-frontend", "--help"])
     out = capsys.readouterr().out
-    for flag in ("--rpc-port", "--redis_port", "--max-connections", "--header-timeout", "--body-timeout",
-                 "--max-body-bytes", "--max-pending-bytes", "--max-batch-items", "--write-buffer-high-water"):
+    for flag in (
+        "--rpc-port",
+        "--redis_port",
+        "--max-connections",
+        "--header-timeout",
+        "--body-timeout",
+        "--max-body-bytes",
+        "--max-pending-bytes",
+        "--max-batch-items",
+        "--write-buffer-high-water",
+    ):
         assert flag in out, flag
 
 
@@ -698,9 +707,21 @@ def test_clipper_management_frontend_serves_and_stops_on_sigterm(redis_server: t
     clipper = str(Path(sys.executable).parent / "clipper")
     log = open(tmp_path / "clipper-mgmt.log", "wb")
     proc = subprocess.Popen(
-        [clipper, "management-frontend", "--host", "127.0.0.1", "--port", str(port), "--redis_ip", "127.0.0.1",
-         "--redis-port", str(redis_server[1])],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            clipper,
+            "management-frontend",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--redis_ip",
+            "127.0.0.1",
+            "--redis-port",
+            str(redis_server[1]),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         wait_for_port(port, timeout=20, proc=proc)

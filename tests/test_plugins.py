@@ -110,7 +110,10 @@ def test_external_plugin_overrides_a_builtin_and_duplicates_are_refused() -> Non
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(plugin_from("plugin_a"), "plugin-a")
     pm.register(plugin_from("plugin_b"), "plugin-b")
-    with pytest.raises(DuplicatePluginError, match="Duplicate input type 'custom': registered by '(plugin_a|plugin_b)' and by '(plugin_a|plugin_b)'"):
+    with pytest.raises(
+        DuplicatePluginError,
+        match="Duplicate input type 'custom': registered by '(plugin_a|plugin_b)' and by '(plugin_a|plugin_b)'",
+    ):
         PluginHost(pm).input_types()
 
 

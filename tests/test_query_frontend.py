@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,9 @@ SLO_MISSED = "Failed to retrieve a prediction response within the specified late
 
 
 @pytest.fixture(scope="module", params=["fast", "tornado"])
-def fe(request: pytest.FixtureRequest, redis_server: tuple[str, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Frontend]:
+def fe(
+    request: pytest.FixtureRequest, redis_server: tuple[str, int], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Frontend]:
     """The same behaviour is required of both HTTP servers."""
     import redis
 
@@ -34,8 +36,18 @@ def doubles_sum(inputs: list[bytes]) -> list[str]:
     return [repr(float(np.frombuffer(x, "<f8").sum())) for x in inputs]
 
 
-def serve(fe: Frontend, app: str, model: str, func=doubles_sum, version: str = "1", input_type: str = "doubles",
-          code: int = 3, batch_size: int = -1, slo_micros: int = 2_000_000, default: str = "-1.0") -> ProtocolReplica:
+def serve(
+    fe: Frontend,
+    app: str,
+    model: str,
+    func: Callable[[list[bytes]], list[str]] = doubles_sum,
+    version: str = "1",
+    input_type: str = "doubles",
+    code: int = 3,
+    batch_size: int = -1,
+    slo_micros: int = 2_000_000,
+    default: str = "-1.0",
+) -> ProtocolReplica:
     fe.add_app(app, input_type, default, slo_micros)
     fe.add_model(model, version, input_type, batch_size)
     fe.link(app, model)
@@ -43,8 +55,10 @@ def serve(fe: Frontend, app: str, model: str, func=doubles_sum, version: str = "
     assert replica.registered.wait(10)
 
     probe = {3: [0.5], 4: "x", 16: {"a": 0}}[code]
-    fe.wait_until(lambda: fe.predict(app, {"input": probe}).json().get("default") is False,
-                  what=f"{app} to be served by {model}:{version}")
+    fe.wait_until(
+        lambda: fe.predict(app, {"input": probe}).json().get("default") is False,
+        what=f"{app} to be served by {model}:{version}",
+    )
     return replica
 
 
@@ -237,7 +251,9 @@ def test_deleted_app_stops_serving_at_once(fe: Frontend) -> None:
 def test_unlinked_model_stops_receiving_queries(fe: Frontend) -> None:
     with serve(fe, "unlink-app", "unlink-model") as replica:
         fe.db(7).srem("unlink-app", "unlink-model")
-        fe.wait_until(lambda: fe.predict("unlink-app", {"input": [time.time()]}).json()["default"], timeout=2, what="default")
+        fe.wait_until(
+            lambda: fe.predict("unlink-app", {"input": [time.time()]}).json()["default"], timeout=2, what="default"
+        )
         calls = replica.calls
         r = fe.predict("unlink-app", {"input": [123.0]}).json()
         assert r["default_explanation"] == NO_MODELS and replica.calls == calls
@@ -279,14 +295,16 @@ def test_strings_and_bytes_inputs(fe: Frontend) -> None:
 def test_json_input_type_from_third_party_plugin(fe: Frontend) -> None:
     import orjson
 
-    with serve(fe, "json-app", "json-model", lambda xs: [str(orjson.loads(x)["a"] * 2) for x in xs],
-               input_type="json", code=16) as replica:
+    with serve(
+        fe, "json-app", "json-model", lambda xs: [str(orjson.loads(x)["a"] * 2) for x in xs], input_type="json", code=16
+    ) as replica:
         fe.wait_until(lambda: replica.registered.is_set(), what="json replica")
         fe.wait_until(lambda: fe.predict("json-app", {"input": {"a": 21}}).json().get("output") == 42, what="json")
 
 
 def test_metrics_move(fe: Frontend) -> None:
     with serve(fe, "metrics-app", "metrics-model"):
+
         def count() -> int:
             doc = requests.get(f"{fe.url}/metrics", timeout=5).json()
             for entry in doc["counters"]:
@@ -355,8 +373,10 @@ def test_adaptive_batching_grows_under_load_and_shrinks_after_a_slowdown(fe: Fro
 
         fe.add_app("adapt-strict", "doubles", "-1.0", 100_000)
         fe.link("adapt-strict", "adapt-model")
-        fe.wait_until(lambda: fe.predict("adapt-strict", {"input": [7.5]}).json().get("default") is False,
-                      what="adapt-strict to be served by adapt-model")
+        fe.wait_until(
+            lambda: fe.predict("adapt-strict", {"input": [7.5]}).json().get("default") is False,
+            what="adapt-strict to be served by adapt-model",
+        )
         cost["base"] = 0.06  # now every batch blows the 40 ms budget (40% of the 100 ms SLO)
         for round_ in range(3):
             fe.predict("adapt-strict", {"input_batch": [[100.0 + round_, float(i)] for i in range(30)]})
@@ -410,9 +430,21 @@ def test_clipper_query_frontend_serves_and_stops_on_sigterm(redis_server: tuple[
     port, rpc_port = free_ports(2)
     log = open(tmp_path / "clipper-query.log", "wb")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "clipper"), "query-frontend", "--port", str(port), "--rpc_service_port",
-         str(rpc_port), "--redis-port", str(redis_server[1]), "--max-batch-items", "5"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            str(Path(sys.executable).parent / "clipper"),
+            "query-frontend",
+            "--port",
+            str(port),
+            "--rpc_service_port",
+            str(rpc_port),
+            "--redis-port",
+            str(redis_server[1]),
+            "--max-batch-items",
+            "5",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         wait_for_port(port, timeout=20, proc=proc)
@@ -433,8 +465,18 @@ def test_settings_come_from_the_same_options_as_the_command_line() -> None:
 
     from clipper_frontend.settings import QuerySettings
 
-    s = QuerySettings.parse(["--rpc_service_port", "7100", "--prediction_cache_size", "0", "--timeout_request", "9",
-                             "--max-pending-bytes", "1024"])
+    s = QuerySettings.parse(
+        [
+            "--rpc_service_port",
+            "7100",
+            "--prediction_cache_size",
+            "0",
+            "--timeout_request",
+            "9",
+            "--max-pending-bytes",
+            "1024",
+        ]
+    )
     assert (s.rpc_port, s.cache_size, s.max_pending_bytes, s.port) == (7100, 0, 1024, 1337)
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.port = 1  # type: ignore[misc]

@@ -29,7 +29,8 @@ def fe(redis_server: tuple[str, int], tmp_path_factory: pytest.TempPathFactory) 
 
 def _request(body: bytes, path: str = "/plain/predict", extra: str = "") -> bytes:
     return (
-        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
     ).encode() + body
 
 
@@ -48,7 +49,9 @@ def _read_responses(sock: socket.socket, n: int, timeout: float = 5.0) -> list[t
             if status == 100:
                 buf = rest
                 continue
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
             if len(rest) < length:
                 break
             out.append((status, rest[:length]))
@@ -58,8 +61,11 @@ def _read_responses(sock: socket.socket, n: int, timeout: float = 5.0) -> list[t
 
 def test_pipelined_requests_are_answered_in_order(fe: Frontend) -> None:
     with socket.create_connection(("127.0.0.1", fe.port)) as sock:
-        sock.sendall(b"".join(_request(json.dumps({"input": [float(i)]}).encode()) for i in range(5))
-                     + _request(b"{bad") + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(
+            b"".join(_request(json.dumps({"input": [float(i)]}).encode()) for i in range(5))
+            + _request(b"{bad")
+            + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
         responses = _read_responses(sock, 7)
     assert [s for s, _ in responses] == [200] * 5 + [400, 200]
     ids = [json.loads(b)["query_id"] for _, b in responses[:5]]
@@ -70,7 +76,11 @@ def test_pipelined_requests_are_answered_in_order(fe: Frontend) -> None:
 def test_expect_100_continue_is_answered(fe: Frontend) -> None:
     body = json.dumps({"input": [1.0] * 1000}).encode()
     with socket.create_connection(("127.0.0.1", fe.port)) as sock:
-        sock.sendall(_request(b"", extra="Expect: 100-continue\r\n").replace(b"Content-Length: 0", b"Content-Length: %d" % len(body)))
+        sock.sendall(
+            _request(b"", extra="Expect: 100-continue\r\n").replace(
+                b"Content-Length: 0", b"Content-Length: %d" % len(body)
+            )
+        )
         sock.settimeout(2)
         assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
         sock.sendall(body)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from clipper_core.errors import InputDecodeError
-from clipper_core.input_types import Bytes, Doubles, Floats, Integers, Strings
+from clipper_core.input_types import Bytes, Doubles, Floats, InputType, Integers, Strings
 from clipper_core.rpc import frames as rpc
 
 
@@ -60,7 +60,7 @@ def test_malformed_messages_raise_protocol_error() -> None:
     ("itype", "value", "dtype"),
     [(Doubles(), [1.5, 2], "<f8"), (Floats(), [1.5, 2.0], "<f4"), (Integers(), [1, -2], "<i4")],
 )
-def test_numeric_encoding(itype, value, dtype) -> None:  # type: ignore[no-untyped-def]
+def test_numeric_encoding(itype: InputType, value: list[float], dtype: str) -> None:
     payload = itype.encode(value)
     assert np.array_equal(np.frombuffer(payload, dtype), np.asarray(value, dtype))
     batch = itype.decode_batch([payload, payload])
@@ -74,7 +74,9 @@ def test_uneven_batches_arrive_as_object_arrays() -> None:
 
 
 def test_validation_messages() -> None:
-    with pytest.raises(InputDecodeError, match="Type mismatch! JSON key input expected type Arraybut found type Object"):
+    with pytest.raises(
+        InputDecodeError, match="Type mismatch! JSON key input expected type Arraybut found type Object"
+    ):
         Doubles().encode({"a": 1})
     with pytest.raises(InputDecodeError, match="Array input of type Null is not of type double"):
         Doubles().encode([None])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bentoml
 
 
-def noop(xs):
+def noop(xs: list[list[float]]) -> list[str]:
     return [str(sum(x)) for x in xs]
 
 

@@ -13,21 +13,21 @@ import argparse
 import litserve as ls
 
 
-def noop(xs):
+def noop(xs: list[list[float]]) -> list[str]:
     return [str(sum(x)) for x in xs]
 
 
 class NoopAPI(ls.LitAPI):
-    def setup(self, device):
+    def setup(self, device: str) -> None:
         pass
 
-    def decode_request(self, request):
+    def decode_request(self, request: dict[str, list[float]]) -> list[float]:
         return request["input"]
 
-    def predict(self, x):
+    def predict(self, x: list[float]) -> str:
         return noop([x])[0]
 
-    def encode_response(self, output):
+    def encode_response(self, output: str) -> dict[str, str]:
         return {"output": output}
 
 

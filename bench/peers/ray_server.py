@@ -23,7 +23,7 @@ from ray import serve  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 
 
-def noop(xs):
+def noop(xs: list[list[float]]) -> list[str]:
     return [str(sum(x)) for x in xs]
 
 
@@ -40,8 +40,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     temp_dir = tempfile.mkdtemp(prefix="bench-ray-")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, logging_level="warning",
-             _node_ip_address="127.0.0.1")
+    ray.init(
+        num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, logging_level="warning", _node_ip_address="127.0.0.1"
+    )
     serve.start(http_options={"host": args.host, "port": args.port}, logging_config={"log_level": "WARNING"})
     serve.run(Noop.bind(), name="noop", route_prefix="/noop/predict")
     print(f"ray serve listening on {args.host}:{args.port}", flush=True)

@@ -43,7 +43,9 @@ def build_parser(host: PluginHost, commands: CommandRegistry) -> argparse.Argume
 def _setup_logging(verbose: bool) -> None:
     # Errors reach the user as one line from main(); library log records only show with --verbose, and plugin hook
     # calls whenever CLIPPER_TRACE_PLUGINS=1 asks for them.
-    logging.basicConfig(level=logging.INFO if verbose else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.CRITICAL, format="%(levelname)s %(name)s: %(message)s"
+    )
     if os.environ.get("CLIPPER_TRACE_PLUGINS") == "1":
         logging.getLogger("clipper_core.plugins").setLevel(logging.DEBUG)
 
@@ -65,4 +67,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-

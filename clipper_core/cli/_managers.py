@@ -64,7 +64,10 @@ def manager_kwargs(cls: type[ContainerManager], args: argparse.Namespace) -> dic
             continue
         name = key.removeprefix("manager_opt_")
         if name not in own:
-            msg = f"The {cls.PLUGIN_NAME!r} container manager does not take {name!r}: that flag belongs to another manager"
+            msg = (
+                f"The {cls.PLUGIN_NAME!r} container manager does not take {name!r}: "
+                "that flag belongs to another manager"
+            )
             raise UnknownPluginError(msg)
         kwargs[name] = value
     return kwargs

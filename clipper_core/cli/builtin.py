@@ -117,7 +117,7 @@ def parse_query(text: str) -> Any:
 
 def _predict_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("app", help="application name")
-    p.add_argument("query", help='a full body such as \'{"input": [1.0, 2.0]}\' or just the input value')
+    p.add_argument("query", help="a full body such as '{\"input\": [1.0, 2.0]}' or just the input value")
     p.add_argument("--addr", default=None, help="query frontend host:port (default: from the cluster)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds (default: %(default)s)")
 
@@ -158,7 +158,8 @@ def _deploy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--default-output", default="None", help="the application's default output (with --app)")
     p.add_argument("--slo-micros", type=int, default=3000000, help="the application's latency SLO (with --app)")
     p.add_argument(
-        "--model", metavar="REF",
+        "--model",
+        metavar="REF",
         help="the framework model, for deployers that take one (pytorch, onnx): package.module:attr or "
         "path/to/file.py:attr naming it, or a model file (e.g. model.onnx)",
     )
@@ -187,8 +188,14 @@ def cmd_deploy(args: argparse.Namespace, ctx: CommandContext) -> int:
     conn = _connection(args, ctx)
     if args.app:
         deployer.create_endpoint(
-            conn, args.name, args.input_type, func, default_output=args.default_output, version=args.version,
-            slo_micros=args.slo_micros, **options,
+            conn,
+            args.name,
+            args.input_type,
+            func,
+            default_output=args.default_output,
+            version=args.version,
+            slo_micros=args.slo_micros,
+            **options,
         )
         print(f"Deployed {args.name}:{args.version} and linked it to application {args.name!r}")
     else:
@@ -201,19 +208,31 @@ def cmd_deploy(args: argparse.Namespace, ctx: CommandContext) -> int:
 def clipper_register_commands(commands: CommandRegistry) -> None:
     commands.add("start", help="start a cluster", run=cmd_start, configure=_start_options, manager_options=True)
     commands.add(
-        "stop", help="stop a cluster and all its model replicas", run=cmd_stop, configure=_stop_options,
+        "stop",
+        help="stop a cluster and all its model replicas",
+        run=cmd_stop,
+        configure=_stop_options,
         manager_options=True,
     )
     commands.add(
-        "status", help="show applications, models, replicas and addresses", run=cmd_status, configure=_json_option,
+        "status",
+        help="show applications, models, replicas and addresses",
+        run=cmd_status,
+        configure=_json_option,
         manager_options=True,
     )
     commands.add("plugins", help="list installed plugins", run=cmd_plugins, configure=_json_option)
     commands.add(
-        "deploy", help="deploy a predict function as a model (through a deployer plugin)", run=cmd_deploy,
-        configure=_deploy_options, manager_options=True,
+        "deploy",
+        help="deploy a predict function as a model (through a deployer plugin)",
+        run=cmd_deploy,
+        configure=_deploy_options,
+        manager_options=True,
     )
     commands.add(
-        "predict", help="send one prediction request to an application", run=cmd_predict,
-        configure=_predict_options, manager_options=True,
+        "predict",
+        help="send one prediction request to an application",
+        run=cmd_predict,
+        configure=_predict_options,
+        manager_options=True,
     )

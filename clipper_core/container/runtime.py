@@ -272,7 +272,10 @@ class ContainerRuntime:
                 logger.critical(
                     "predict did not return within %g s (a batch of %d inputs, running for %.1f s); exiting with "
                     "status %d so that the replica is restarted (CLIPPER_PREDICT_TIMEOUT_S sets the limit)",
-                    limit, self._busy_inputs, time.monotonic() - started, EXIT_PREDICT_TIMEOUT,
+                    limit,
+                    self._busy_inputs,
+                    time.monotonic() - started,
+                    EXIT_PREDICT_TIMEOUT,
                 )
                 self._remove_ready_file()
                 for handler in logging.getLogger().handlers:

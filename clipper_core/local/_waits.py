@@ -66,11 +66,11 @@ def wait_for_replicas(cm: LocalContainerManager, wanted: dict[str, int], min_con
             raise ContainerManagerError(msg)
         time.sleep(0.1)
 
+
 def _restart_counts(cm: LocalContainerManager, wanted: dict[str, int]) -> dict[tuple[str, Any], int]:
     replicas = cm._processes().get("replicas") or {}
-    return {
-        (key, e.get("slot")): int(e.get("restarts", 0)) for key in wanted for e in replicas.get(key, [])
-    }
+    return {(key, e.get("slot")): int(e.get("restarts", 0)) for key in wanted for e in replicas.get(key, [])}
+
 
 def _connected_records(cm: LocalContainerManager, key: str, pids: set[int]) -> dict[int, dict[str, str]]:
     """The query frontend's replica records (Redis DB 3) of ``key`` that belong to the processes ``pids``."""
@@ -99,13 +99,12 @@ def _connected_records(cm: LocalContainerManager, key: str, pids: set[int]) -> d
         client.close()
     return out
 
+
 def _load_error(cm: LocalContainerManager, key: str, pid: int, error: str) -> DeploymentError:
     name, _, version = key.partition(":")
-    msg = (
-        f"Model {key} failed to load in its replica (pid {pid}): {error}. "
-        f"{cm.replica_log_hint(name, version)}"
-    )
+    msg = f"Model {key} failed to load in its replica (pid {pid}): {error}. {cm.replica_log_hint(name, version)}"
     return DeploymentError(msg)
+
 
 def _exit_error(cm: LocalContainerManager, key: str, entry: dict[str, Any], restarts: int) -> DeploymentError:
     name, _, version = key.partition(":")

@@ -393,9 +393,7 @@ class LocalContainerManager(ContainerManager):
                 raise
             raise DeploymentError(exc.msg) from exc
 
-    def set_num_replicas(
-        self, name: str, version: str, input_type: str, image: str, num_replicas: int
-    ) -> None:
+    def set_num_replicas(self, name: str, version: str, input_type: str, image: str, num_replicas: int) -> None:
         """Scale to ``num_replicas`` and wait until that many replicas are connected (and any extra ones gone)."""
         version = str(version)
         self._set_desired(name, version, input_type, image, num_replicas)

@@ -213,7 +213,9 @@ class Supervisor:
             self._refused.add(key)
             logger.error(
                 "ignoring desired replicas for %r in Redis DB %d: model names and versions must be safe file names "
-                "(letters, digits, '-', '_', '.', '+'; no '..')", key, LOCAL_DEPLOYMENT_DB,
+                "(letters, digits, '-', '_', '.', '+'; no '..')",
+                key,
+                LOCAL_DEPLOYMENT_DB,
             )
         return False
 

@@ -96,7 +96,10 @@ class Admission:
             logger.warning(
                 "refused replica %s:%s on connection %r: its registration carries %s RPC token (admission 'token'); "
                 "it gets no queries. Containers written for the original Clipper need --rpc-admission open",
-                name, version, identity, "a wrong" if offered else "no",
+                name,
+                version,
+                identity,
+                "a wrong" if offered else "no",
             )
         return False
 

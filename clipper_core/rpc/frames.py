@@ -93,7 +93,16 @@ def predict_request(msg_id: int, input_type_code: int, inputs: Sequence[bytes]) 
     """A prediction request carrying one batch of already-encoded inputs."""
     n = len(inputs)
     header = struct.pack(f"<{n + 2}Q", input_type_code, n, *map(len, inputs))
-    return [EMPTY, _VERSION_FRAME, _CONTENT, _U32.pack(msg_id & 0xFFFFFFFF), _PREDICT, _U64.pack(len(header)), header, *inputs]
+    return [
+        EMPTY,
+        _VERSION_FRAME,
+        _CONTENT,
+        _U32.pack(msg_id & 0xFFFFFFFF),
+        _PREDICT,
+        _U64.pack(len(header)),
+        header,
+        *inputs,
+    ]
 
 
 @dataclass(frozen=True)
@@ -121,7 +130,8 @@ def _strict(parse: Callable[[Sequence[bytes]], _T], frames: Sequence[bytes]) -> 
     except ProtocolError:
         raise
     except (struct.error, ValueError, IndexError) as exc:  # UnicodeDecodeError is a ValueError
-        raise ProtocolError(f"malformed message: {exc}") from exc
+        msg = f"malformed message: {exc}"
+        raise ProtocolError(msg) from exc
 
 
 def parse_container_message(frames: Sequence[bytes]) -> NewContainer | PredictionResponse | None:
@@ -134,25 +144,30 @@ def parse_container_message(frames: Sequence[bytes]) -> NewContainer | Predictio
 
 def _parse_container_message(frames: Sequence[bytes]) -> NewContainer | PredictionResponse | None:
     if len(frames) < 2 or frames[0] != EMPTY or len(frames[1]) != 4:
-        raise ProtocolError("message does not start with an empty delimiter and a u32 message type")
+        msg = "message does not start with an empty delimiter and a u32 message type"
+        raise ProtocolError(msg)
     mtype = _U32.unpack(frames[1])[0]
     if mtype == MessageType.HEARTBEAT:
         return None
     if mtype == MessageType.CONTAINER_CONTENT:
         if len(frames) < 5:
-            raise ProtocolError("prediction response has fewer than 5 frames")
+            msg = "prediction response has fewer than 5 frames"
+            raise ProtocolError(msg)
         msg_id = _U32.unpack(frames[2])[0]
         header = frames[4]
         if len(header) < 8 or len(header) % 8:
-            raise ProtocolError("prediction response header is not a u64 array")
+            msg = "prediction response header is not a u64 array"
+            raise ProtocolError(msg)
         n = _U64.unpack_from(header)[0]
         outputs = list(frames[5 : 5 + n])
         if len(outputs) != n:
-            raise ProtocolError(f"prediction response announces {n} outputs but carries {len(outputs)}")
+            msg = f"prediction response announces {n} outputs but carries {len(outputs)}"
+            raise ProtocolError(msg)
         return PredictionResponse(msg_id, outputs)
     if mtype == MessageType.NEW_CONTAINER:
         if len(frames) < 6 or len(frames[5]) != 4:
-            raise ProtocolError("NewContainer message has no RPC version frame")
+            msg = "NewContainer message has no RPC version frame"
+            raise ProtocolError(msg)
         version = _U32.unpack(frames[5])[0]
         status = None
         if len(frames) > 6:
@@ -165,9 +180,11 @@ def _parse_container_message(frames: Sequence[bytes]) -> NewContainer | Predicti
         try:
             code = int(frames[4].decode())
         except ValueError as exc:
-            raise ProtocolError(f"NewContainer input type {frames[4]!r} is not a decimal integer") from exc
+            msg = f"NewContainer input type {frames[4]!r} is not a decimal integer"
+            raise ProtocolError(msg) from exc
         return NewContainer(frames[2].decode("utf-8"), frames[3].decode("utf-8"), code, version, status)
-    raise ProtocolError(f"unknown message type {mtype}")
+    msg = f"unknown message type {mtype}"
+    raise ProtocolError(msg)
 
 
 # ---------------------------------------------------------------------------
@@ -226,21 +243,26 @@ def parse_frontend_message(frames: Sequence[bytes]) -> HeartbeatToContainer | Pr
 
 def _parse_frontend_message(frames: Sequence[bytes]) -> HeartbeatToContainer | PredictRequest:
     if len(frames) < 3 or frames[0] != EMPTY:
-        raise ProtocolError("message does not start with an empty delimiter")
+        msg = "message does not start with an empty delimiter"
+        raise ProtocolError(msg)
     version = _U32.unpack(frames[1])[0]
     if version != RPC_VERSION:
-        raise ProtocolError(f"frontend speaks RPC version {version}, this container speaks {RPC_VERSION}")
+        msg = f"frontend speaks RPC version {version}, this container speaks {RPC_VERSION}"
+        raise ProtocolError(msg)
     mtype = _U32.unpack(frames[2])[0]
     if mtype == MessageType.HEARTBEAT:
         return HeartbeatToContainer(_U32.unpack(frames[3])[0] == HeartbeatType.REQUEST_CONTAINER_METADATA)
     if mtype == MessageType.CONTAINER_CONTENT:
         if len(frames) < 7:
-            raise ProtocolError("prediction request has fewer than 7 frames")
+            msg = "prediction request has fewer than 7 frames"
+            raise ProtocolError(msg)
         header = frames[6]
         fields = struct.unpack(f"<{len(header) // 8}Q", header)
         code, n = fields[0], fields[1]
         inputs = list(frames[7 : 7 + n])
         if len(inputs) != n:
-            raise ProtocolError(f"prediction request announces {n} inputs but carries {len(inputs)}")
+            msg = f"prediction request announces {n} inputs but carries {len(inputs)}"
+            raise ProtocolError(msg)
         return PredictRequest(frames[3], code, inputs)
-    raise ProtocolError(f"unknown message type {mtype}")
+    msg = f"unknown message type {mtype}"
+    raise ProtocolError(msg)

@@ -184,7 +184,9 @@ class ContainerManagerContract:
 def predict(query_addr: str, app: str, body: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
     """``POST /<app>/predict`` and the decoded answer (error answers too)."""
     request = urllib.request.Request(
-        f"http://{query_addr}/{app}/predict", data=json.dumps(body).encode(), method="POST",
+        f"http://{query_addr}/{app}/predict",
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Content-Type": "application/json"},
     )
     try:
@@ -218,8 +220,10 @@ class ServingContract(ContainerManagerContract):
             assert float(answer["output"]) == 3.5
             conn.set_num_replicas("served-model", 2)
             wait_until(
-                lambda: len([r for r in conn.get_all_model_replicas(verbose=True) if r["model_name"] == "served-model"])
-                == 2,
+                lambda: (
+                    len([r for r in conn.get_all_model_replicas(verbose=True) if r["model_name"] == "served-model"])
+                    == 2
+                ),
                 self.timeout,
                 "2 connected replicas",
             )

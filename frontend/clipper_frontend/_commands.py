@@ -32,6 +32,8 @@ def run_management(args: argparse.Namespace, ctx: CommandContext) -> int:
 def register(commands: CommandRegistry) -> None:
     commands.add("query-frontend", help=QUERY_DESCRIPTION, configure=QuerySettings.add_arguments, run=run_query)
     commands.add(
-        "management-frontend", help=MANAGEMENT_DESCRIPTION, configure=ManagementSettings.add_arguments,
+        "management-frontend",
+        help=MANAGEMENT_DESCRIPTION,
+        configure=ManagementSettings.add_arguments,
         run=run_management,
     )

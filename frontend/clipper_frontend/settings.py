@@ -76,33 +76,43 @@ class QuerySettings(_Settings):
     redis_ip: str = _opt("127.0.0.1", "--redis-ip", "--redis_ip", help="Redis host")
     redis_port: int = _opt(REDIS_PORT, "--redis-port", "--redis_port", help="Redis port")
     cache_size: int = _opt(
-        DEFAULT_CACHE_SIZE, "--cache-size", "--prediction_cache_size",
+        DEFAULT_CACHE_SIZE,
+        "--cache-size",
+        "--prediction_cache_size",
         help="prediction cache size in bytes; 0 disables the cache",
     )
     max_in_flight: int = _opt(2, "--max-in-flight", help="batches in flight per replica")
     activity_timeout: float = _opt(30.0, "--activity-timeout", help="seconds of silence before a replica is dropped")
     timeout_content: float = _opt(
-        300.0, "--timeout-content", "--timeout_content",
+        300.0,
+        "--timeout-content",
+        "--timeout_content",
         help="seconds an idle keep-alive HTTP connection stays open",
     )
     http_server: str = _opt(
-        _default_http_server(), "--http-server", choices=("fast", "tornado"),
+        _default_http_server(),
+        "--http-server",
+        choices=("fast", "tornado"),
         help="REST server: 'fast' (asyncio + httptools, the default when httptools is installed) or 'tornado'",
     )
     log_level: str = _opt("INFO", "--log-level", help="logging level")
     rpc_admission: str | None = _opt(
-        None, "--rpc-admission", choices=("token", "open"),
+        None,
+        "--rpc-admission",
+        choices=("token", "open"),
         help="'token': register only replicas that send the cluster's RPC token ($CLIPPER_RPC_TOKEN); 'open': any "
         "replica, as the original. None: $CLIPPER_RPC_ADMISSION, else 'token' when a token is set",
     )
     # -- limits: what one client can hold of the frontend (docs/architecture.md, "Limits") --------------------
     max_connections: int = _opt(
-        10_000, "--max-connections",
+        10_000,
+        "--max-connections",
         help="open REST connections; beyond it a new connection gets a 503 and is closed at once "
         "(capped below the process's open-file limit)",
     )
     header_timeout: float = _opt(
-        10.0, "--header-timeout",
+        10.0,
+        "--header-timeout",
         help="seconds a request has to send its request line and headers, counted from its first byte (from the "
         "connection's start for the first request); not restarted by further bytes",
     )
@@ -111,7 +121,8 @@ class QuerySettings(_Settings):
     )
     max_body_bytes: int = _opt(64 * MIB, "--max-body-bytes", help="largest request body; a larger one gets a 413")
     max_pending_bytes: int = _opt(
-        256 * MIB, "--max-pending-bytes",
+        256 * MIB,
+        "--max-pending-bytes",
         help="request-body bytes held at once across all connections (received or being received, not yet "
         "answered); a request beyond it gets a 503",
     )
@@ -119,7 +130,8 @@ class QuerySettings(_Settings):
         10_000, "--max-batch-items", help="longest input_batch of one predict request; a longer one gets a 413"
     )
     write_buffer_high_water: int = _opt(
-        1 * MIB, "--write-buffer-high-water",
+        1 * MIB,
+        "--write-buffer-high-water",
         help="bytes of unsent answers per connection beyond which the frontend stops reading (and answering) that "
         "connection's requests until the client reads",
     )

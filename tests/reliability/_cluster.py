@@ -31,7 +31,13 @@ class ContainerPool:
     """``n`` replicas of one model (``python -m clipper_core.container``), each restarted as soon as it exits."""
 
     def __init__(
-        self, tmp: Path, rpc_port: int, name: str, version: str, func: Callable[[Any], Any], n: int,
+        self,
+        tmp: Path,
+        rpc_port: int,
+        name: str,
+        version: str,
+        func: Callable[[Any], Any],
+        n: int,
         env: dict[str, str] | None = None,
     ) -> None:
         self.model_dir = tmp / f"model-{name}-{version}"
@@ -74,8 +80,11 @@ class ContainerPool:
     def _start(self, slot: int) -> None:
         with open(self.logs[slot], "ab") as out:
             self.procs[slot] = subprocess.Popen(
-                [sys.executable, "-m", "clipper_core.container"], env=self.env, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "clipper_core.container"],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
 
     def _supervise(self) -> None:
@@ -110,7 +119,8 @@ class _Client:
         reader, writer = conn
         writer.write(
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
         )
         head = await reader.readuntil(b"\r\n\r\n")
         length = 0

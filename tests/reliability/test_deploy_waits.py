@@ -50,7 +50,10 @@ def _echo_len() -> object:
 def cm(clipper_home: Path) -> Iterator[LocalContainerManager]:
     query, mgmt, rpc, redis_port = free_ports(4)
     manager = LocalContainerManager(
-        cluster_name="waits", clipper_query_port=query, clipper_management_port=mgmt, clipper_rpc_port=rpc,
+        cluster_name="waits",
+        clipper_query_port=query,
+        clipper_management_port=mgmt,
+        clipper_rpc_port=rpc,
         redis_port=redis_port,
     )
     manager.deploy_timeout = 30.0

@@ -22,8 +22,30 @@ from tests.frontend_harness import Frontend, query_frontend
 CASES = int(os.environ.get("CLIPPER_FUZZ_CASES", "1500"))
 INPUT_TYPES = ("doubles", "floats", "ints", "strings", "bytes")
 _ATOMS: list[Any] = [
-    None, True, False, 0, -1, 2**31, -(2**31) - 1, 2**63, 10**400, 1.5, -0.0, 1e308, "", "x", "é\u2603", "\x00",
-    "AAAA====", "not base64!", [], {}, [[]], [None], ["a", 1], {"input": 1},
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**31,
+    -(2**31) - 1,
+    2**63,
+    10**400,
+    1.5,
+    -0.0,
+    1e308,
+    "",
+    "x",
+    "é\u2603",
+    "\x00",
+    "AAAA====",
+    "not base64!",
+    [],
+    {},
+    [[]],
+    [None],
+    ["a", 1],
+    {"input": 1},
 ]
 
 
@@ -42,7 +64,11 @@ def _body(rng: random.Random) -> bytes:
     roll = rng.random()
     if roll < 0.15:  # not JSON at all, or truncated JSON
         good = json.dumps({"input": [1.0, 2.0]}).encode()
-        return bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 40))) if rng.random() < 0.5 else good[: rng.randint(0, len(good))]
+        return (
+            bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 40)))
+            if rng.random() < 0.5
+            else good[: rng.randint(0, len(good))]
+        )
     key = rng.choice(["input", "input_batch", "uid", "nothing"])
     body: dict[str, Any] = {key: _value(rng)}
     if rng.random() < 0.3:
@@ -96,10 +122,19 @@ def test_raw_garbage_on_the_socket_never_kills_the_frontend(frontend: Frontend) 
         if kind < 0.3:
             payload = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 200)))
         elif kind < 0.6:
-            payload = head + b"Content-Length: " + str(rng.randint(-5, 50)).encode() + b"\r\n\r\n" + b"{" * rng.randint(0, 60)
+            payload = (
+                head + b"Content-Length: " + str(rng.randint(-5, 50)).encode() + b"\r\n\r\n" + b"{" * rng.randint(0, 60)
+            )
         else:
-            payload = rng.choice([b"GET / HTTP/1.1\r\n\r\n", b"\r\n\r\n", b"POST  HTTP/1.1\r\n\r\n",
-                                  head + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", b"BREW /pot HTCPCP/1.0\r\n\r\n"])
+            payload = rng.choice(
+                [
+                    b"GET / HTTP/1.1\r\n\r\n",
+                    b"\r\n\r\n",
+                    b"POST  HTTP/1.1\r\n\r\n",
+                    head + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+                    b"BREW /pot HTCPCP/1.0\r\n\r\n",
+                ]
+            )
         with socket.create_connection(("127.0.0.1", frontend.port), timeout=5) as s:
             s.sendall(payload)
             s.shutdown(socket.SHUT_WR)

@@ -22,8 +22,9 @@ from tests.frontend_harness import Frontend, query_frontend
 
 
 @pytest.fixture(scope="module", params=["fast", "tornado"])
-def fe(request: pytest.FixtureRequest, redis_server: tuple[str, int], tmp_path_factory: pytest.TempPathFactory
-       ) -> Iterator[Frontend]:
+def fe(
+    request: pytest.FixtureRequest, redis_server: tuple[str, int], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Frontend]:
     redis.Redis(port=redis_server[1]).flushall()
     with query_frontend(redis_server[1], tmp_path_factory.mktemp("qe"), "--http-server", request.param) as frontend:
         frontend.add_app("plain", "doubles", "7")
@@ -92,10 +93,13 @@ def test_a_malformed_request_after_pipelined_good_ones_comes_after_their_answers
     fe.link("slow-sum", "slow-sum-model")
     with ProtocolReplica(fe.rpc_port, "slow-sum-model", "1", 3, slow_sum) as replica:
         assert replica.registered.wait(10)
-        fe.wait_until(lambda: fe.predict("slow-sum", {"input": [0.5]}).json().get("default") is False,
-                      what="slow-sum to be served")
-        good = b"".join(_request(json.dumps({"input": [float(i), 100.0]}).encode(), "/slow-sum/predict")
-                        for i in range(3))
+        fe.wait_until(
+            lambda: fe.predict("slow-sum", {"input": [0.5]}).json().get("default") is False,
+            what="slow-sum to be served",
+        )
+        good = b"".join(
+            _request(json.dumps({"input": [float(i), 100.0]}).encode(), "/slow-sum/predict") for i in range(3)
+        )
         with socket.create_connection(("127.0.0.1", fe.port)) as sock:
             sock.sendall(good + b"THIS IS NOT HTTP\r\n\r\n")
             answers = _answers_until_close(sock)
@@ -103,16 +107,28 @@ def test_a_malformed_request_after_pipelined_good_ones_comes_after_their_answers
     assert [json.loads(p)["output"] for _, p in answers[:3]] == [100.0, 101.0, 102.0]
 
 
-def test_get_state_with_a_personal_uid_is_not_logged_as_an_error(redis_server: tuple[str, int], tmp_path: Path
-                                                                  ) -> None:
+def test_get_state_with_a_personal_uid_is_not_logged_as_an_error(redis_server: tuple[str, int], tmp_path: Path) -> None:
     """uid != 0 is treated as 0, as the reference says, without an ERROR line per request."""
     port = free_port()
     log = tmp_path / "mgmt.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "clipper_frontend.management", "--host", "127.0.0.1", "--port", str(port),
-             "--redis-ip", "127.0.0.1", "--redis-port", str(redis_server[1])],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                sys.executable,
+                "-m",
+                "clipper_frontend.management",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--redis-ip",
+                "127.0.0.1",
+                "--redis-port",
+                str(redis_server[1]),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     try:
         wait_for_port(port, timeout=20, proc=proc)

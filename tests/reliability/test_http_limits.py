@@ -225,9 +225,11 @@ def test_slowloris_does_not_lock_out_new_or_existing_clients(redis_port: int, tm
             for s in attackers:
                 s.close()
         answered = [s for _, s in fresh if s]
-        print(f"\n[{http_server}] slowloris: {len(attackers)} slow connections; fresh probes answered "
-              f"{len(answered)}/{len(fresh)} (200: {answered.count(200)}, 503: {answered.count(503)}); "
-              f"existing connection answered {sum(1 for _, s in existing if s == 200)}/{len(existing)}")
+        print(
+            f"\n[{http_server}] slowloris: {len(attackers)} slow connections; fresh probes answered "
+            f"{len(answered)}/{len(fresh)} (200: {answered.count(200)}, 503: {answered.count(503)}); "
+            f"existing connection answered {sum(1 for _, s in existing if s == 200)}/{len(existing)}"
+        )
         assert len(attackers) > 400
         assert all(s in (200, 503) for _, s in fresh), fresh  # every new client gets an answer at once
         assert any(s == 200 for t, s in fresh if t > 2.5), fresh  # and is served once the slow ones are cut off
@@ -273,8 +275,10 @@ def test_held_bodies_are_bounded_by_the_pending_bytes_budget(redis_port: int, tm
                 peak = max(peak, _rss(fe))
                 time.sleep(0.05)
             growth = (peak - rss_before) / MIB
-            print(f"\n[{http_server}] 30 held 8 MiB bodies: {refused} refused with 503; RSS {rss_before / MIB:.0f} MiB "
-                  f"-> peak {peak / MIB:.0f} MiB (+{growth:.0f} MiB; budget 32 MiB)")
+            print(
+                f"\n[{http_server}] 30 held 8 MiB bodies: {refused} refused with 503; RSS {rss_before / MIB:.0f} MiB "
+                f"-> peak {peak / MIB:.0f} MiB (+{growth:.0f} MiB; budget 32 MiB)"
+            )
             assert refused >= 25, refused
             assert growth < 80, growth
         finally:
@@ -319,9 +323,11 @@ def test_a_client_that_never_reads_its_pipelined_answers_is_not_read_from(redis_
         finally:
             flood.close()
         growth = (peak - rss_before) / MIB
-        print(f"\nunread pipeline: {sent} requests written ({sent * one / MIB:.0f} MiB of answers, {one} B each); "
-              f"frontend RSS {rss_before / MIB:.0f} -> peak {peak / MIB:.0f} MiB (+{growth:.0f} MiB); other client's "
-              f"probe max {max(latencies) * 1000:.0f} ms over {len(latencies)} probes")
+        print(
+            f"\nunread pipeline: {sent} requests written ({sent * one / MIB:.0f} MiB of answers, {one} B each); "
+            f"frontend RSS {rss_before / MIB:.0f} -> peak {peak / MIB:.0f} MiB (+{growth:.0f} MiB); other client's "
+            f"probe max {max(latencies) * 1000:.0f} ms over {len(latencies)} probes"
+        )
         assert growth < 60, growth
         assert max(latencies) < 1.0
 

@@ -81,8 +81,11 @@ def _records(fe: Frontend, model: str) -> int:
 def _wait_serving(fe: Frontend, model: str, n: int, timeout: float = 60.0) -> None:
     fe.wait_until(lambda: _replicas(fe, model) == n, timeout=timeout, what=f"{n} replicas of {model}")
     fe.wait_until(lambda: _records(fe, model) == n, timeout=timeout, what=f"{n} replica records of {model}")
-    fe.wait_until(lambda: fe.predict(f"{model}-app", {"input": [0.5]}).json().get("default") is False,
-                  timeout=timeout, what=f"{model} to answer")
+    fe.wait_until(
+        lambda: fe.predict(f"{model}-app", {"input": [0.5]}).json().get("default") is False,
+        timeout=timeout,
+        what=f"{model} to answer",
+    )
 
 
 def test_a_crashing_query_kills_two_replicas_at_most_and_its_batch_mates_get_real_answers(
@@ -123,8 +126,11 @@ def test_good_traffic_survives_a_stream_of_crashing_queries(fe: Frontend, tmp_pa
         try:
             # A crashing query whenever all three replicas are up again, however fast this machine restarts them.
             while load.is_alive():
-                fe.wait_until(lambda: _replicas(fe, "crashload") == 3 or not load.is_alive(), timeout=30,
-                              what="three replicas of crashload")
+                fe.wait_until(
+                    lambda: _replicas(fe, "crashload") == 3 or not load.is_alive(),
+                    timeout=30,
+                    what="three replicas of crashload",
+                )
                 if load.is_alive():
                     poison.append(fe.predict("crashload-app", {"input": [-1.0]}).json())
         finally:
@@ -132,14 +138,17 @@ def test_good_traffic_survives_a_stream_of_crashing_queries(fe: Frontend, tmp_pa
         exits = pool.exit_count()
     kept = sum(1 for a in answers if a is not None and a["default"] is False) / len(answers)
     why = Counter(a["default_explanation"][:50] if a else "no answer" for a in answers if a is None or a["default"])
-    print(f"crashing queries: {len(poison)}, replica exits: {exits}, good queries answered by the model: {kept:.1%}",
-          dict(why))
+    print(
+        f"crashing queries: {len(poison)}, replica exits: {exits}, good queries answered by the model: {kept:.1%}",
+        dict(why),
+    )
     assert len(poison) >= 3
     # A crashing query never gets a real answer: its crash is named, or (on a slow machine, while the replicas
     # restart) its SLO ran out first.
     assert all(p["default"] for p in poison), poison
-    assert all("crashed on this query" in p["default_explanation"] or SLO_MISSED in p["default_explanation"]
-               for p in poison), poison
+    assert all(
+        "crashed on this query" in p["default_explanation"] or SLO_MISSED in p["default_explanation"] for p in poison
+    ), poison
     assert any("crashed on this query" in p["default_explanation"] for p in poison), poison
     assert exits <= 2 * len(poison), (exits, len(poison))
     # Each crashing query takes down two of the three replicas; the third keeps serving.

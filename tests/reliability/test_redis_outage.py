@@ -70,8 +70,14 @@ class RedisProcess:
         client = redis.Redis(port=port or self.port)
         try:
             client.bgrewriteaof()
-            wait_until(lambda: not int(client.info("persistence")["aof_rewrite_in_progress"])
-                       and not int(client.info("persistence")["aof_rewrite_scheduled"]), 10, "the AOF rewrite")
+            wait_until(
+                lambda: (
+                    not int(client.info("persistence")["aof_rewrite_in_progress"])
+                    and not int(client.info("persistence")["aof_rewrite_scheduled"])
+                ),
+                10,
+                "the AOF rewrite",
+            )
         finally:
             client.close()
 
@@ -182,8 +188,11 @@ def test_replica_registering_while_redis_is_down_serves(
 
         external_redis.start()  # with the records of before the outage (the append-only file)
         wait_until(lambda: _health(cm).get("status") == "ok", 15, "healthz to report Redis back")
-        wait_until(lambda: [r.get("pid") for r in _records(external_redis.port)] == [str(new_pid)], 15,
-                   "exactly the live replica's record (the dead one's deleted)")
+        wait_until(
+            lambda: [r.get("pid") for r in _records(external_redis.port)] == [str(new_pid)],
+            15,
+            "exactly the live replica's record (the dead one's deleted)",
+        )
         assert _health(cm)["redis"] == "ok" and _served(cm)
     finally:
         cm.stop_all(graceful=False)
@@ -202,15 +211,19 @@ def test_redis_restart_loses_records_and_they_come_back(
         external_redis.edit_offline(CONTAINER_DB)  # it comes back with everything but the replica records
         external_redis.start()
         assert _records(external_redis.port) == []
-        wait_until(lambda: [r.get("pid") for r in _records(external_redis.port)] == [str(pid)], 15,
-                   "the live replica's record to be written again")
+        wait_until(
+            lambda: [r.get("pid") for r in _records(external_redis.port)] == [str(pid)],
+            15,
+            "the live replica's record to be written again",
+        )
         assert _served(cm)
     finally:
         cm.stop_all(graceful=False)
 
 
-def test_supervisor_restarts_redis_and_replicas_without_stalling(own_cluster: LocalContainerManager,
-                                                                   tmp_path: Path) -> None:
+def test_supervisor_restarts_redis_and_replicas_without_stalling(
+    own_cluster: LocalContainerManager, tmp_path: Path
+) -> None:
     cm = own_cluster
     _start_cluster(cm, tmp_path)
     before = _processes(cm)
@@ -224,8 +237,10 @@ def test_supervisor_restarts_redis_and_replicas_without_stalling(own_cluster: Lo
     replica_back = time.monotonic() - started
     wait_until(lambda: _served(cm), 30, "predictions by the model")
     served = time.monotonic() - started
-    print(f"\nRedis + replica kill -9: Redis restarted after {redis_back:.2f} s, replica after {replica_back:.2f} s, "
-          f"model answers after {served:.2f} s")
+    print(
+        f"\nRedis + replica kill -9: Redis restarted after {redis_back:.2f} s, replica after {replica_back:.2f} s, "
+        f"model answers after {served:.2f} s"
+    )
     assert redis_back < 2.0, f"Redis restart stalled {redis_back:.1f} s"
     assert replica_back < 2.0, f"replica restart stalled {replica_back:.1f} s"
 
@@ -262,6 +277,7 @@ class _Load:
 
     def recovered_after(self, since: float, timeout: float = 30.0) -> float:
         """Seconds from ``since`` until the model answers again after a failed answer (or at once)."""
+
         def check() -> float | None:
             after = [(t, ok) for t, ok in self.answers if t > since]
             failed = [t for t, ok in after if not ok]
@@ -300,8 +316,11 @@ def test_recovery_times(own_cluster: LocalContainerManager, tmp_path: Path) -> N
         times["Redis kill -9: frontend in sync again"] = time.monotonic() - kill
         failed = [t for t, ok in load.answers if t > kill and not ok]
         answered = len([t for t, ok in load.answers if t > kill and ok])
-    print("\nrecovery seconds: " + ", ".join(f"{k}: {v:.2f}" for k, v in times.items())
-          + f"; answers after the Redis kill: {answered} by the model, {len(failed)} failed")
+    print(
+        "\nrecovery seconds: "
+        + ", ".join(f"{k}: {v:.2f}" for k, v in times.items())
+        + f"; answers after the Redis kill: {answered} by the model, {len(failed)} failed"
+    )
     assert times["replica kill -9 under load"] < 10
     assert times["query frontend kill -9"] < 15
     assert not failed, "predictions must not fail while Redis restarts"

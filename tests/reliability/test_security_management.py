@@ -41,8 +41,9 @@ def conns(clipper_home: Path) -> Iterator[list[ClipperConnection]]:
 
 
 def admin(c: ClipperConnection, endpoint: str, body: dict, headers: dict | None = None) -> requests.Response:
-    return requests.post(f"http://{c.cm.get_admin_addr()}/admin/{endpoint}", data=json.dumps(body),
-                         headers=headers or {}, timeout=10)
+    return requests.post(
+        f"http://{c.cm.get_admin_addr()}/admin/{endpoint}", data=json.dumps(body), headers=headers or {}, timeout=10
+    )
 
 
 APP = {"name": "intruder", "input_type": "doubles", "default_output": "x", "latency_slo_micros": 100000}
@@ -56,8 +57,12 @@ def test_management_token_required_when_on(conns: list[ClipperConnection]) -> No
     secrets = read_secrets(cm.cluster_dir)
     assert secrets is not None
 
-    for headers in (None, {"Authorization": "Bearer wrong"}, {"Authorization": secrets.management_token},
-                    {"Authorization": f"Basic {secrets.management_token}"}):
+    for headers in (
+        None,
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": secrets.management_token},
+        {"Authorization": f"Basic {secrets.management_token}"},
+    ):
         for endpoint, body in (("add_app", APP), ("get_all_models", {"verbose": True})):
             r = admin(c, endpoint, body, headers)
             assert r.status_code == 401, (headers, r.text)

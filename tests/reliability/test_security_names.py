@@ -75,8 +75,13 @@ def test_name_checks_for_paths_and_container_names() -> None:
 
 
 def test_management_api_refuses_hostile_names(cluster: LocalContainerManager) -> None:
-    base = {"labels": [], "input_type": "doubles", "container_name": "NO_CONTAINER",
-            "model_data_path": "DEPRECATED", "batch_size": -1}
+    base = {
+        "labels": [],
+        "input_type": "doubles",
+        "container_name": "NO_CONTAINER",
+        "model_data_path": "DEPRECATED",
+        "batch_size": -1,
+    }
     for name in HOSTILE_MODEL_NAMES:
         r = admin(cluster, "add_model", {**base, "model_name": name, "model_version": "1"})
         assert r.status_code == 400, (name, r.text)
@@ -85,8 +90,11 @@ def test_management_api_refuses_hostile_names(cluster: LocalContainerManager) ->
         assert r.status_code == 400, (name, r.text)
         assert r.text.startswith("Invalid model version supplied: "), r.text
     for name in HOSTILE_APP_NAMES:
-        r = admin(cluster, "add_app", {"name": name, "input_type": "doubles", "default_output": "x",
-                                      "latency_slo_micros": 100000})
+        r = admin(
+            cluster,
+            "add_app",
+            {"name": name, "input_type": "doubles", "default_output": "x", "latency_slo_micros": 100000},
+        )
         assert r.status_code == 400, (name, r.text)
         assert r.text.startswith("Invalid application name supplied: "), r.text
     assert admin(cluster, "get_all_models", {"verbose": False}).json() == []

@@ -126,8 +126,9 @@ def test_external_redis_with_a_password(clipper_home: Path, tmp_path: Path) -> N
         wait_for_port(port, proc=ext)
         assert raw_redis(port, ["KEYS", "*"])[0].startswith(b"-NOAUTH")
         query, mgmt, rpc = free_ports(3)
-        cm = LocalContainerManager("ext-pw", query, mgmt, rpc, redis_ip="127.0.0.1", redis_port=port,
-                                   redis_password=password)
+        cm = LocalContainerManager(
+            "ext-pw", query, mgmt, rpc, redis_ip="127.0.0.1", redis_port=port, redis_password=password
+        )
         conn = ClipperConnection(cm)
         conn.start_clipper()
         serve_end_to_end(conn)

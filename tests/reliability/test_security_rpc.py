@@ -127,8 +127,11 @@ def test_only_replicas_with_the_token_get_queries(conn: ClipperConnection) -> No
     add_containerless(conn, "ok-app", "ok")
     status = {"status": "ready", "token": secrets.rpc_token}
     with ProtocolReplica(cm.clipper_rpc_port, "ok", "1", 3, doubles_sum, status):
-        wait_until(lambda: any(r["model_name"] == "ok" for r in conn.get_all_model_replicas(verbose=True)), 10,
-                   "the replica with the token to register")
+        wait_until(
+            lambda: any(r["model_name"] == "ok" for r in conn.get_all_model_replicas(verbose=True)),
+            10,
+            "the replica with the token to register",
+        )
         out = predict(conn, "ok-app", [2.0, 3.0])
         assert out["default"] is False and out["output"] == 5.0, out
         db3 = redis.Redis(port=cm.redis_port, db=3, password=secrets.redis_password)
@@ -149,8 +152,10 @@ def test_open_admission_accepts_original_containers(
         fe.wait_for_app("open-app")
         with ProtocolReplica(fe.rpc_port, "open-model", "1", 3, doubles_sum) as replica:  # no status frame at all
             assert replica.registered.wait(10)
-            fe.wait_until(lambda: fe.predict("open-app", {"input": [4.0]}).json()["default"] is False,
-                          what="the original-style replica to serve")
+            fe.wait_until(
+                lambda: fe.predict("open-app", {"input": [4.0]}).json()["default"] is False,
+                what="the original-style replica to serve",
+            )
             assert replica.calls >= 1
 
 
@@ -159,7 +164,10 @@ def test_token_admission_without_a_token_does_not_start(tmp_path: Path) -> None:
     env["CLIPPER_RPC_ADMISSION"] = "token"
     proc = subprocess.run(
         [sys.executable, "-m", "clipper_frontend.query", "--port", "1", "--rpc-port", "2", "--redis-port", "3"],
-        env=env, capture_output=True, text=True, timeout=20,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert proc.returncode == 2, proc.stderr
     assert f"RPC admission 'token' needs the cluster's RPC token in ${ENV_RPC_TOKEN}" in proc.stderr

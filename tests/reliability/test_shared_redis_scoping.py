@@ -33,8 +33,12 @@ def clusters(clipper_home: Path, clean_redis: tuple[str, int]) -> Iterator[list[
         query, mgmt, rpc = free_ports(3)
         out.append(
             LocalContainerManager(
-                cluster_name=name, clipper_query_port=query, clipper_management_port=mgmt, clipper_rpc_port=rpc,
-                redis_ip=clean_redis[0], redis_port=clean_redis[1],
+                cluster_name=name,
+                clipper_query_port=query,
+                clipper_management_port=mgmt,
+                clipper_rpc_port=rpc,
+                redis_ip=clean_redis[0],
+                redis_port=clean_redis[1],
             )
         )
     try:

@@ -27,9 +27,7 @@ def sleeps_per_batch(xs: Any) -> list[str]:
     return ["1"] * len(xs)
 
 
-def test_a_slow_model_grows_its_batches_and_answers_most_queries(
-    redis_server: tuple[str, int], tmp_path: Path
-) -> None:
+def test_a_slow_model_grows_its_batches_and_answers_most_queries(redis_server: tuple[str, int], tmp_path: Path) -> None:
     import redis
 
     redis.Redis(port=redis_server[1]).flushall()
@@ -39,8 +37,11 @@ def test_a_slow_model_grows_its_batches_and_answers_most_queries(
         fe.link("slow-app", "slow")
         fe.wait_for_app("slow-app")
         with ContainerPool(tmp_path, fe.rpc_port, "slow", "1", sleeps_per_batch, n=1):
-            fe.wait_until(lambda: fe.predict("slow-app", {"input": [0.5]}).json().get("default") is False,
-                          timeout=60, what="the model to answer")
+            fe.wait_until(
+                lambda: fe.predict("slow-app", {"input": [0.5]}).json().get("default") is False,
+                timeout=60,
+                what="the model to answer",
+            )
             answers = open_loop(fe.port, "slow-app", lambda i: {"input": [float(i)]}, RATE, SECONDS)
             health = requests.get(f"{fe.url}/healthz", timeout=5).json()["models"]["slow:1"]
     real = sum(1 for a in answers if a is not None and a["default"] is False) / len(answers)

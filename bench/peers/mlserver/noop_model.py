@@ -14,7 +14,7 @@ from mlserver import MLModel
 from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput
 
 
-def noop(xs):
+def noop(xs: list[list[float]]) -> list[str]:
     return [str(sum(x)) for x in xs]
 
 

@@ -45,7 +45,6 @@ class _JsonErrorsMixin(tornado.web.RequestHandler):
     def compute_etag(self) -> None:
         return None
 
-
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if status_code == 404:

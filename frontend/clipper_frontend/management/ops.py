@@ -151,7 +151,8 @@ class ManagementOps:
                     return result, await self.store.bump_epoch()
             return await op(doc), None
         except JsonRequestError as e:
-            raise JsonRequestError(f"Error parsing JSON: {e.msg}. Expected JSON schema: {schema}") from None
+            msg = f"Error parsing JSON: {e.msg}. Expected JSON schema: {schema}"
+            raise JsonRequestError(msg) from None
 
     def _input_type(self, raw: str) -> str:
         try:
@@ -169,9 +170,11 @@ class ManagementOps:
         input_type = self._input_type(input_type_raw)
         check_app_name(name)
         if slo <= 0:
-            raise ManagementError(f"Invalid latency_slo_micros supplied: {slo}. It must be a positive integer")
+            msg = f"Invalid latency_slo_micros supplied: {slo}. It must be a positive integer"
+            raise ManagementError(msg)
         if await self.store.get_application(name) is not None:
-            raise ManagementError(f"application '{name}' already exists")
+            msg = f"application '{name}' already exists"
+            raise ManagementError(msg)
         # Selection state first: a query frontend reacting to the app's hset finds it already there.
         await self.store.set_selection_state(name, default_output)
         await self.store.add_application(name, input_type, default_output, slo)
@@ -181,7 +184,8 @@ class ManagementOps:
     async def delete_app(self, d: Body) -> str:
         name = d.string("name")
         if await self.store.get_application(name) is None:
-            raise ManagementError(f"Application '{name}' does not exist")
+            msg = f"Application '{name}' does not exist"
+            raise ManagementError(msg)
         await self.store.delete_application(name)  # also its links (DB 7) and selection state (DB 1)
         logger.info("Deleted application %r", name)
         return f"Successfully deleted application with name '{name}'"
@@ -225,19 +229,22 @@ class ManagementOps:
         model_names = d.string_array("model_names")
         app = await self.store.get_application(app_name)
         if app is None:
-            raise ManagementError(f"No app with name '{app_name}' exists.")
+            msg = f"No app with name '{app_name}' exists."
+            raise ManagementError(msg)
         app_input_type = app.get("input_type", "")
         for model_name in model_names:
             version = await self.store.get_current_version(model_name)
             model = await self.store.get_model(model_name, version) if version is not None else None
             if model is None:
-                raise ManagementError(f"No model with name '{model_name}' exists.")
+                msg = f"No model with name '{model_name}' exists."
+                raise ManagementError(msg)
             model_input_type = model.get("input_type", "")
             if model_input_type != app_input_type:
-                raise ManagementError(
+                msg = (
                     f"Model with name '{model_name}' has incompatible input_type '{model_input_type}'. "
                     f"Requested app to link to has input_type '{app_input_type}'."
                 )
+                raise ManagementError(msg)
         if len(model_names) != 1:
             if not model_names:
                 msg = f"Please provide the name of the model that you want to link to the application '{app_name}'"
@@ -251,8 +258,10 @@ class ManagementOps:
         existing = await self.store.get_linked_models(app_name)
         if existing:
             if new_model in existing:
-                raise ManagementError(f"The model with name '{new_model}' is already linked to '{app_name}'")
-            raise ManagementError(f"A model with name {existing[0]} is already linked to '{app_name}'.")
+                msg_0 = f"The model with name '{new_model}' is already linked to '{app_name}'"
+                raise ManagementError(msg_0)
+            msg_0 = f"A model with name {existing[0]} is already linked to '{app_name}'."
+            raise ManagementError(msg_0)
         await self.store.add_links(app_name, model_names)
         logger.info("Linked model %r to application %r", new_model, app_name)
         return f"Successfully linked model with name '{new_model}' to application '{app_name}'"
@@ -261,11 +270,13 @@ class ManagementOps:
         app_name = d.string("app_name")
         model_names = d.string_array("model_names")
         if await self.store.get_application(app_name) is None:
-            raise ManagementError(f"No app with name {app_name} exists.")
+            msg = f"No app with name {app_name} exists."
+            raise ManagementError(msg)
         existing = await self.store.get_linked_models(app_name)
         for model_name in model_names:
             if model_name not in existing:
-                raise ManagementError(f"Cannot remove nonexistent link between app {app_name} and model {model_name}")
+                msg = f"Cannot remove nonexistent link between app {app_name} and model {model_name}"
+                raise ManagementError(msg)
         if model_names:
             await self.store.delete_links(app_name, model_names)
         logger.info("Unlinked models %s from application %r", model_names, app_name)
@@ -274,7 +285,8 @@ class ManagementOps:
     async def get_linked_models(self, d: Body) -> Result:
         app_name = d.string("app_name")
         if await self.store.get_application(app_name) is None:
-            raise ManagementError(f"No application with name '{app_name}' exists.")
+            msg = f"No application with name '{app_name}' exists."
+            raise ManagementError(msg)
         return await self.store.get_linked_models(app_name)
 
     # -- models --------------------------------------------------------------------------------------
@@ -284,11 +296,12 @@ class ManagementOps:
             app = await self.store.get_application(app_name)
             app_type = app.get("input_type", "") if app else ""
             if app_type != input_type:
-                raise ManagementError(
+                msg = (
                     f"Model with name '{model_name}' is already linked to app '{app_name}' using input type "
                     f"'{app_type}'. The input type you provided for a new version of the model, '{input_type}', "
                     "is not compatible."
                 )
+                raise ManagementError(msg)
 
     async def add_model(self, d: Body) -> str:
         name = d.string("model_name")
@@ -299,13 +312,15 @@ class ManagementOps:
         model_data_path = d.string("model_data_path")
         batch_size = d.int32("batch_size")
         if batch_size <= 0 and batch_size != DEFAULT_BATCH_SIZE:
-            raise ManagementError("The batch size must be positive or DEFAULT_BATCH_SIZE, which is -1")
+            msg = "The batch size must be positive or DEFAULT_BATCH_SIZE, which is -1"
+            raise ManagementError(msg)
         check_model_name(name, "model name")
         check_model_name(version, "model version")
         for label in labels:
             check_group_str(label, "label")
         if await self.store.get_model(name, version) is not None:
-            raise ManagementError(f"model with name '{name}' and version '{version}' already exists")
+            msg = f"model with name '{name}' and version '{version}' already exists"
+            raise ManagementError(msg)
         await self._check_consistent_with_app_links(name, input_type)
         await self.store.add_model(name, version, input_type, labels, container_name, model_data_path, batch_size)
         await self.store.set_current_version(name, version)
@@ -317,7 +332,8 @@ class ManagementOps:
         version = d.string("model_version")
         versions = await self.store.get_model_versions(name)
         if not versions:
-            raise ManagementError(f"Cannot set version for nonexistent model '{name}'")
+            msg = f"Cannot set version for nonexistent model '{name}'"
+            raise ManagementError(msg)
         if version not in versions:
             msg = f"Cannot set non-existent version '{version}' for model with name '{name}'"
             raise ManagementError(msg)  # the handler logs the refusal
@@ -332,9 +348,11 @@ class ManagementOps:
         version = d.string("model_version")
         model = await self.store.get_model(name, version)
         if model is None:
-            raise ManagementError(f"model with name '{name}' and version '{version}' does not exist")
+            msg = f"model with name '{name}' and version '{version}' does not exist"
+            raise ManagementError(msg)
         if "valid" not in model:
-            raise ManagementError(f"model with name '{name}' and version '{version}' is already marked as 'invalid'")
+            msg = f"model with name '{name}' and version '{version}' is already marked as 'invalid'"
+            raise ManagementError(msg)
         for container in await self.store.list_containers():
             if container.get("model_name") == name and container.get("model_version") == version:
                 await self.store.delete_container(name, version, container.get("model_replica_id", ""))

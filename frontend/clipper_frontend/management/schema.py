@@ -100,11 +100,13 @@ class JsonRequestError(ManagementError):
 def parse_body(raw: bytes) -> Any:
     """Decode a request body; the detail text follows rapidjson's ``JSON parse error: ... (offset N)``."""
     if not raw.strip():
-        raise JsonRequestError(f"JSON parse error: The document is empty. (offset {len(raw)})\n")
+        msg = f"JSON parse error: The document is empty. (offset {len(raw)})\n"
+        raise JsonRequestError(msg)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        raise JsonRequestError(f"JSON parse error: {e.msg} (offset {e.pos})\n") from None
+        msg = f"JSON parse error: {e.msg} (offset {e.pos})\n"
+        raise JsonRequestError(msg) from None
 
 
 class Body:
@@ -115,9 +117,11 @@ class Body:
 
     def _get(self, key: str) -> Any:
         if not isinstance(self.doc, dict):
-            raise JsonRequestError("Can only get key-value pair from an object")
+            msg = "Can only get key-value pair from an object"
+            raise JsonRequestError(msg)
         if key not in self.doc:
-            raise JsonRequestError(f"JSON object does not have required key: {key}")
+            msg = f"JSON object does not have required key: {key}"
+            raise JsonRequestError(msg)
         return self.doc[key]
 
     @staticmethod
@@ -135,15 +139,15 @@ class Body:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self._mismatch(key, "Number", value)
         if not isinstance(value, int) or not INT32_MIN <= value <= INT32_MAX:
-            raise JsonRequestError(f"PredictionData of type Number is not of type int (JSON key {key}: {value})")
+            msg = f"PredictionData of type Number is not of type int (JSON key {key}: {value})"
+            raise JsonRequestError(msg)
         return value
 
     def boolean(self, key: str) -> bool:
         value = self._get(key)
         if not isinstance(value, bool):
-            raise JsonRequestError(
-                f"Type mismatch! JSON key {key} expected type bool but found type {json_type_name(value)}"
-            )
+            msg = f"Type mismatch! JSON key {key} expected type bool but found type {json_type_name(value)}"
+            raise JsonRequestError(msg)
         return value
 
     def string_array(self, key: str) -> list[str]:
@@ -152,7 +156,6 @@ class Body:
             raise self._mismatch(key, "Array", value)
         for elem in value:
             if not isinstance(elem, str):
-                raise JsonRequestError(
-                    f"Array input of type {json_type_name(elem)} is not of type string (JSON key {key})"
-                )
+                msg = f"Array input of type {json_type_name(elem)} is not of type string (JSON key {key})"
+                raise JsonRequestError(msg)
         return list(value)

@@ -105,10 +105,12 @@ class Engine:
                 if task.crashed:
                     crashes += 1
                     queue.m_errors.count += 1
-                    task.future.set_result(ModelError(
-                        f"model {model} crashed on this query: {gone} while computing it alone, after another "
-                        "replica had disconnected with it in flight; the query is not retried"
-                    ))
+                    task.future.set_result(
+                        ModelError(
+                            f"model {model} crashed on this query: {gone} while computing it alone, after another "
+                            "replica had disconnected with it in flight; the query is not retried"
+                        )
+                    )
                 elif task.deadline > now and queue.replicas:
                     task.crashed = True
                     queue.requeue(task)

@@ -32,9 +32,17 @@ logger = logging.getLogger(__name__)
 MAX_URL_BYTES = 8192
 MAX_PIPELINED = 32  # requests queued behind the one being answered before we stop reading
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout",
-            413: b"Payload Too Large", 414: b"URI Too Long", 500: b"Internal Server Error",
-            503: b"Service Unavailable"}
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    413: b"Payload Too Large",
+    414: b"URI Too Long",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+}
 
 
 def _head(status: int, length: int, content_type: bytes, keep_alive: bool) -> bytes:
@@ -68,8 +76,11 @@ class HttpServer:
         self.high_water = settings.write_buffer_high_water
         self.connections: set[HttpProtocol] = set()
         self.pending = 0  # request-body bytes held by all connections (reserved at the headers, freed at the answer)
-        self.refused = _error(503, "Service unavailable", f"the frontend holds its limit of {max_connections} "
-                              "connections (--max-connections); retry later")
+        self.refused = _error(
+            503,
+            "Service unavailable",
+            f"the frontend holds its limit of {max_connections} connections (--max-connections); retry later",
+        )
         self.loop = asyncio.get_running_loop()
         # One sweep for all connections instead of a timer per connection or per request: deadlines are checked
         # against stamps the request path writes anyway.
@@ -98,9 +109,29 @@ class HttpServer:
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
-        "server", "routes", "transport", "parser", "url", "body", "body_len", "queue", "busy", "closing", "broken",
-        "expect_continue", "last_activity", "read_paused", "write_paused", "loop", "keep_alive", "request_start",
-        "body_start", "content_length", "reserved", "answering", "started",
+        "server",
+        "routes",
+        "transport",
+        "parser",
+        "url",
+        "body",
+        "body_len",
+        "queue",
+        "busy",
+        "closing",
+        "broken",
+        "expect_continue",
+        "last_activity",
+        "read_paused",
+        "write_paused",
+        "loop",
+        "keep_alive",
+        "request_start",
+        "body_start",
+        "content_length",
+        "reserved",
+        "answering",
+        "started",
     )
 
     def __init__(self, server: HttpServer) -> None:
@@ -173,12 +204,16 @@ class HttpProtocol(asyncio.Protocol):
         if self.request_start and not self.read_paused:  # a request is being received (and we are reading)
             if self.body_start:
                 if now - self.body_start > self.server.body_timeout:
-                    self._time_out(f"the request body was not complete within {self.server.body_timeout:g} s of "
-                                   "its headers (--body-timeout)")
+                    self._time_out(
+                        f"the request body was not complete within {self.server.body_timeout:g} s of "
+                        "its headers (--body-timeout)"
+                    )
             elif self.started:
                 if now - self.request_start > self.server.header_timeout:
-                    self._time_out(f"the request line and headers were not complete within "
-                                   f"{self.server.header_timeout:g} s (--header-timeout)")
+                    self._time_out(
+                        f"the request line and headers were not complete within "
+                        f"{self.server.header_timeout:g} s (--header-timeout)"
+                    )
             elif now - self.request_start > min(self.server.header_timeout, self.server.idle_timeout):
                 self.closing = True  # a new connection that sent nothing: as an idle one, closed without an answer
                 transport.close()
@@ -301,8 +336,11 @@ class HttpProtocol(asyncio.Protocol):
 
     def _over_budget(self) -> None:
         limit = self.server.max_pending
-        self._reject(503, "Service unavailable", f"the frontend holds its limit of {limit} bytes of request bodies "
-                     "(--max-pending-bytes); retry later")
+        self._reject(
+            503,
+            "Service unavailable",
+            f"the frontend holds its limit of {limit} bytes of request bodies (--max-pending-bytes); retry later",
+        )
 
     def _reject(self, status: int, error: str, cause: str) -> None:
         """Answer ``status`` after every request before it, then close; read nothing more."""

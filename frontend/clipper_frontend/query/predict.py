@@ -203,15 +203,24 @@ class QueryProcessor:
             elif "input_batch" in obj:
                 values = obj["input_batch"]
                 if type(values) is not list:
-                    respond(*json_error(
-                        f"Type mismatch! JSON key input_batch expected type Arraybut found type {_json_type(values)}"
-                    ))
+                    respond(
+                        *json_error(
+                            "Type mismatch! JSON key input_batch expected type Arraybut found type "
+                            f"{_json_type(values)}"
+                        )
+                    )
                     return
                 if len(values) > self.max_batch_items:
                     # Encoding, queueing and rendering run on the event loop: a huge batch would stall every client.
-                    respond(*error_response(413, "Payload too large", f"input_batch holds {len(values)} inputs; at "
-                                            f"most {self.max_batch_items} are accepted per request (--max-batch-items)"
-                                            ": split it into several requests"))
+                    respond(
+                        *error_response(
+                            413,
+                            "Payload too large",
+                            f"input_batch holds {len(values)} inputs; at "
+                            f"most {self.max_batch_items} are accepted per request (--max-batch-items)"
+                            ": split it into several requests",
+                        )
+                    )
                     return
                 payloads = [input_type.encode_batch_item(v) for v in values]
                 batch = True

@@ -117,7 +117,9 @@ class RPCServer:
         prefix = f"{self.host}:{self.port}:"
         for record in await self.store.list_containers():
             if record.get("frontend", "").startswith(prefix):
-                await self.store.delete_container(record["model_name"], record["model_version"], record["model_replica_id"])
+                await self.store.delete_container(
+                    record["model_name"], record["model_version"], record["model_replica_id"]
+                )
 
     # -- receiving ------------------------------------------------------------------------------
 
@@ -192,7 +194,10 @@ class RPCServer:
         if msg.rpc_version != rpc.RPC_VERSION:
             logger.error(
                 "container %s:%s speaks RPC version %d, expected %d; not registered",
-                msg.model_name, msg.model_version, msg.rpc_version, rpc.RPC_VERSION,
+                msg.model_name,
+                msg.model_version,
+                msg.rpc_version,
+                rpc.RPC_VERSION,
             )
             return
         if identity in self.replicas:
@@ -202,7 +207,9 @@ class RPCServer:
         try:
             input_type = self.input_types.by_code(msg.input_type_code)
         except Exception:
-            logger.error("container %s:%s sent unknown input type %d", msg.model_name, msg.model_version, msg.input_type_code)
+            logger.error(
+                "container %s:%s sent unknown input type %d", msg.model_name, msg.model_version, msg.input_type_code
+            )
             return
         status = without_token(msg.status)  # the token is never stored nor shown
         replica = Replica(identity, msg.model_name, msg.model_version, input_type.code, status=status)

@@ -111,8 +111,9 @@ class _Refusal(tornado.httputil.HTTPMessageDelegate):
 class _LimitedDelegate(tornado.httputil.HTTPMessageDelegate):
     """The application's delegate for one request, behind the body-size and pending-bytes checks."""
 
-    def __init__(self, inner: tornado.httputil.HTTPMessageDelegate, conn: Any, settings: QuerySettings,
-                 budget: _Budget) -> None:
+    def __init__(
+        self, inner: tornado.httputil.HTTPMessageDelegate, conn: Any, settings: QuerySettings, budget: _Budget
+    ) -> None:
         self.inner = inner
         self.conn = conn
         self.settings = settings
@@ -125,12 +126,20 @@ class _LimitedDelegate(tornado.httputil.HTTPMessageDelegate):
             length = 0  # Tornado answers it with a 400 itself
         if length > self.settings.max_body_bytes:
             limit = self.settings.max_body_bytes
-            return self._refuse(413, "Payload Too Large", "Payload too large",
-                                f"request bodies are limited to {limit} bytes (--max-body-bytes)")
+            return self._refuse(
+                413,
+                "Payload Too Large",
+                "Payload too large",
+                f"request bodies are limited to {limit} bytes (--max-body-bytes)",
+            )
         if length > 0 and not self.budget.reserve(self.conn, length):
-            return self._refuse(503, "Service Unavailable", "Service unavailable",
-                                f"the frontend holds its limit of {self.budget.limit} bytes of request bodies "
-                                "(--max-pending-bytes); retry later")
+            return self._refuse(
+                503,
+                "Service Unavailable",
+                "Service unavailable",
+                f"the frontend holds its limit of {self.budget.limit} bytes of request bodies "
+                "(--max-pending-bytes); retry later",
+            )
         return self.inner.headers_received(start_line, headers)
 
     def _refuse(self, status: int, reason: str, error: str, cause: str) -> None:
@@ -139,9 +148,13 @@ class _LimitedDelegate(tornado.httputil.HTTPMessageDelegate):
         # Tornado reads the body after this method returns; our answer is the only one, and it closes the connection.
         self.conn.set_max_body_size(_UNLIMITED)
         start = tornado.httputil.ResponseStartLine("HTTP/1.1", status, reason)
-        self.conn.write_headers(start, tornado.httputil.HTTPHeaders(
-            {"Content-Type": "application/json", "Content-Length": str(len(payload)), "Connection": "close"}
-        ), payload)
+        self.conn.write_headers(
+            start,
+            tornado.httputil.HTTPHeaders(
+                {"Content-Type": "application/json", "Content-Length": str(len(payload)), "Connection": "close"}
+            ),
+            payload,
+        )
         self.conn.finish()
 
     def data_received(self, chunk: bytes) -> Any:
@@ -162,8 +175,9 @@ class _LimitedApplication(tornado.httputil.HTTPServerConnectionDelegate):
         self.budget = budget
 
     def start_request(self, server_conn: object, request_conn: tornado.httputil.HTTPConnection) -> Any:
-        return _LimitedDelegate(self.app.start_request(server_conn, request_conn), request_conn, self.settings,
-                                self.budget)
+        return _LimitedDelegate(
+            self.app.start_request(server_conn, request_conn), request_conn, self.settings, self.budget
+        )
 
     def on_close(self, server_conn: object) -> None:
         self.app.on_close(server_conn)
@@ -185,10 +199,16 @@ class _Server(tornado.httpserver.HTTPServer):
 
 
 def _refusal_bytes(max_connections: int) -> bytes:
-    payload = orjson.dumps({"error": "Service unavailable", "cause": f"the frontend holds its limit of "
-                            f"{max_connections} connections (--max-connections); retry later"})
-    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s" % (len(payload), payload))
+    payload = orjson.dumps(
+        {
+            "error": "Service unavailable",
+            "cause": f"the frontend holds its limit of {max_connections} connections (--max-connections); retry later",
+        }
+    )
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n%s" % (len(payload), payload)
+    )
 
 
 def make_query_app(routes: QueryRoutes, budget: _Budget | None = None) -> tornado.web.Application:

@@ -163,7 +163,15 @@ def build_and_deploy_dir(
         base_image = default_base_image()
     try:
         clipper_conn.build_and_deploy_model(
-            name, version, input_type, directory, base_image, labels, registry, num_replicas, batch_size,
+            name,
+            version,
+            input_type,
+            directory,
+            base_image,
+            labels,
+            registry,
+            num_replicas,
+            batch_size,
             pkgs_to_install,
         )
     finally:
@@ -192,7 +200,16 @@ def register_deploy_and_link(
         shutil.rmtree(directory, ignore_errors=True)
         raise
     build_and_deploy_dir(
-        clipper_conn, name, version, input_type, directory, base_image, labels, registry, num_replicas, batch_size,
+        clipper_conn,
+        name,
+        version,
+        input_type,
+        directory,
+        base_image,
+        labels,
+        registry,
+        num_replicas,
+        batch_size,
         pkgs_to_install,
     )
     clipper_conn.link_model_to_app(name, name)

@@ -135,7 +135,7 @@ def extra_config(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     try:
         conf = json.loads(raw)
     except ValueError as exc:
-        msg = f"{CONF_ENV} must be a JSON object of Spark settings, e.g. {{\"spark.executor.cores\": \"1\"}}: {exc}"
+        msg = f'{CONF_ENV} must be a JSON object of Spark settings, e.g. {{"spark.executor.cores": "1"}}: {exc}'
         raise ClipperException(msg) from exc
     if not isinstance(conf, dict):
         msg = f"{CONF_ENV} must be a JSON object of Spark settings, got {type(conf).__name__}"

@@ -119,7 +119,16 @@ def deploy_onnx_model(
     """
     directory = prepare_onnx_model(name, func, onnx_model)
     build_and_deploy_dir(
-        clipper_conn, name, version, input_type, directory, base_image, labels, registry, num_replicas, batch_size,
+        clipper_conn,
+        name,
+        version,
+        input_type,
+        directory,
+        base_image,
+        labels,
+        registry,
+        num_replicas,
+        batch_size,
         pkgs_to_install,
     )
     logger.info("ONNX model %s:%s deployed", name, version)
@@ -148,8 +157,19 @@ def create_endpoint(
     """Register app ``name``, deploy the ONNX model as model ``name`` and link the two (bad input registers nothing)."""
     directory = prepare_onnx_model(name, func, onnx_model)
     register_deploy_and_link(
-        clipper_conn, name, version, input_type, directory, default_output, slo_micros, base_image, labels, registry,
-        num_replicas, batch_size, pkgs_to_install,
+        clipper_conn,
+        name,
+        version,
+        input_type,
+        directory,
+        default_output,
+        slo_micros,
+        base_image,
+        labels,
+        registry,
+        num_replicas,
+        batch_size,
+        pkgs_to_install,
     )
 
 
@@ -179,8 +199,14 @@ def export_pytorch_model(pytorch_model: Any, inputs: Any) -> bytes:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             torch.onnx.export(
-                pytorch_model, args, buf, dynamo=False, export_params=True, input_names=input_names,
-                output_names=output_names, dynamic_axes=dynamic,
+                pytorch_model,
+                args,
+                buf,
+                dynamo=False,
+                export_params=True,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic,
             )
     except Exception as exc:
         msg = f"Error serializing PyTorch model to ONNX: {exc}"
@@ -218,8 +244,18 @@ def deploy_pytorch_model(
     import_onnxruntime()
     check_predict_function(func, ("session", "inputs"), PLUGIN_NAME)
     deploy_onnx_model(
-        clipper_conn, name, version, input_type, func, export_pytorch_model(pytorch_model, inputs), base_image,
-        labels, registry, num_replicas, batch_size, pkgs_to_install,
+        clipper_conn,
+        name,
+        version,
+        input_type,
+        func,
+        export_pytorch_model(pytorch_model, inputs),
+        base_image,
+        labels,
+        registry,
+        num_replicas,
+        batch_size,
+        pkgs_to_install,
     )
 
 
@@ -246,6 +282,18 @@ def create_pytorch_endpoint(
     import_onnxruntime()
     check_predict_function(func, ("session", "inputs"), PLUGIN_NAME)
     create_endpoint(
-        clipper_conn, name, input_type, func, export_pytorch_model(pytorch_model, inputs), default_output, version,
-        slo_micros, labels, registry, base_image, num_replicas, batch_size, pkgs_to_install,
+        clipper_conn,
+        name,
+        input_type,
+        func,
+        export_pytorch_model(pytorch_model, inputs),
+        default_output,
+        version,
+        slo_micros,
+        labels,
+        registry,
+        base_image,
+        num_replicas,
+        batch_size,
+        pkgs_to_install,
     )

@@ -117,9 +117,7 @@ def _active_spark_context() -> Any:
     return SparkContext._active_spark_context
 
 
-def save_pyspark_model(
-    serialization_dir: str, pyspark_model: Any, sc: Any, reference: str, kind: str
-) -> None:
+def save_pyspark_model(serialization_dir: str, pyspark_model: Any, sc: Any, reference: str, kind: str) -> None:
     """Write ``pyspark_model_data/`` and ``metadata.json`` into ``serialization_dir``.
 
     :raises DeploymentError: Spark could not save the model, or wrote it somewhere other than this machine's disk.

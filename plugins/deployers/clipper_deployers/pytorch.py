@@ -98,8 +98,10 @@ def _same_outputs(torch: ModuleType, want: Any, got: Any) -> bool:
     if isinstance(want, torch.Tensor):
         return isinstance(got, torch.Tensor) and want.shape == got.shape and torch.allclose(want, got, 1e-5, 1e-6)
     if isinstance(want, (tuple, list)):
-        return isinstance(got, (tuple, list)) and len(want) == len(got) and all(
-            _same_outputs(torch, w, g) for w, g in zip(want, got, strict=True)
+        return (
+            isinstance(got, (tuple, list))
+            and len(want) == len(got)
+            and all(_same_outputs(torch, w, g) for w, g in zip(want, got, strict=True))
         )
     return bool(want == got)
 
@@ -196,6 +198,7 @@ def prepare_pytorch_model(
     check_predict_function(func, ("model", "inputs"), PLUGIN_NAME)
     check_pytorch_model(torch, pytorch_model)
     predictor = TorchPredictor(func, {})
+
     def save(directory: str) -> dict[str, Any]:
         return save_pytorch_model(pytorch_model, directory, serialization, example_inputs)
 
@@ -228,7 +231,16 @@ def deploy_pytorch_model(
     """
     directory = prepare_pytorch_model(name, func, pytorch_model, serialization, example_inputs)
     build_and_deploy_dir(
-        clipper_conn, name, version, input_type, directory, base_image, labels, registry, num_replicas, batch_size,
+        clipper_conn,
+        name,
+        version,
+        input_type,
+        directory,
+        base_image,
+        labels,
+        registry,
+        num_replicas,
+        batch_size,
         pkgs_to_install,
     )
     logger.info("PyTorch model %s:%s deployed", name, version)
@@ -260,6 +272,17 @@ def create_endpoint(
     """Register app ``name``, deploy the model as model ``name`` and link the two (bad input registers nothing)."""
     directory = prepare_pytorch_model(name, func, pytorch_model, serialization, example_inputs)
     register_deploy_and_link(
-        clipper_conn, name, version, input_type, directory, default_output, slo_micros, base_image, labels, registry,
-        num_replicas, batch_size, pkgs_to_install,
+        clipper_conn,
+        name,
+        version,
+        input_type,
+        directory,
+        default_output,
+        slo_micros,
+        base_image,
+        labels,
+        registry,
+        num_replicas,
+        batch_size,
+        pkgs_to_install,
     )

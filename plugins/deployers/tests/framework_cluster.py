@@ -93,6 +93,4 @@ def output_row(response: dict[str, Any]) -> list[float]:
 def make_mlp(torch: ModuleType, n_in: int = 4, hidden: int = 16, n_out: int = 3, seed: int = 0) -> Any:
     """A 2-layer MLP with fixed random weights, in eval mode."""
     torch.manual_seed(seed)
-    return torch.nn.Sequential(
-        torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out)
-    ).eval()
+    return torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out)).eval()

@@ -74,8 +74,12 @@ def test_each_form_of_onnx_model_is_saved_and_loaded_replica_side(
     kind: str, mlp: Any, onnx_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     onnx = require("onnx", "onnx")
-    given = {"path": str(onnx_file), "pathlike": onnx_file, "bytes": onnx_file.read_bytes(),
-             "ModelProto": onnx.load(str(onnx_file))}[kind]
+    given = {
+        "path": str(onnx_file),
+        "pathlike": onnx_file,
+        "bytes": onnx_file.read_bytes(),
+        "ModelProto": onnx.load(str(onnx_file)),
+    }[kind]
     directory = Path(clipper_onnx.prepare_onnx_model("forms", session_rows, given))
     try:
         assert json.loads((directory / "metadata.json").read_text())["format"] == "onnx"
@@ -91,7 +95,13 @@ def test_each_form_of_onnx_model_is_saved_and_loaded_replica_side(
 
 def test_the_original_pytorch_entry_exports_and_serves_with_batching(conn: ClipperConnection, mlp: Any) -> None:
     onnx_deployer.create_pytorch_endpoint(
-        conn, "mlp-onnx", "doubles", torch.zeros(1, 4), session_rows, mlp, default_output="DEFAULT",
+        conn,
+        "mlp-onnx",
+        "doubles",
+        torch.zeros(1, 4),
+        session_rows,
+        mlp,
+        default_output="DEFAULT",
         slo_micros=10_000_000,
     )
     assert model_metadata(conn, "mlp-onnx")["format"] == "onnx"
@@ -129,8 +139,24 @@ def test_clipper_deploy_takes_an_onnx_file(
         "    return [json.dumps(row) for row in out.tolist()]\n"
     )
     where = ["--cluster-name", conn.cm.cluster_name]
-    assert main(["deploy", "cli-onnx", f"{source}:run", "--deployer", "onnx", "--model", str(onnx_file), "--app",
-                 "--slo-micros", "10000000", *where]) == 0
+    assert (
+        main(
+            [
+                "deploy",
+                "cli-onnx",
+                f"{source}:run",
+                "--deployer",
+                "onnx",
+                "--model",
+                str(onnx_file),
+                "--app",
+                "--slo-micros",
+                "10000000",
+                *where,
+            ]
+        )
+        == 0
+    )
     assert "Deployed cli-onnx:1 and linked it to application 'cli-onnx'" in capsys.readouterr().out
     xs = inputs(3, seed=13)
     got = [output_row(predict(conn, "cli-onnx", x)) for x in xs]
@@ -154,8 +180,9 @@ def test_bad_input_is_refused_before_anything_is_built(
     with pytest.raises(ClipperException, match=r"pytorch_model must be a torch.nn.Module"):
         onnx_deployer.deploy_pytorch_model(conn, "bad", 1, "doubles", torch.zeros(1, 4), session_rows, "model")
     with pytest.raises(ClipperException, match=r"tensorflow ONNX backend is not currently supported"):
-        onnx_deployer.deploy_pytorch_model(conn, "bad", 1, "doubles", torch.zeros(1, 4), session_rows, mlp,
-                                           onnx_backend="tensorflow")
+        onnx_deployer.deploy_pytorch_model(
+            conn, "bad", 1, "doubles", torch.zeros(1, 4), session_rows, mlp, onnx_backend="tensorflow"
+        )
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if onnxruntime were not installed
     with pytest.raises(ClipperException, match=r"pip install 'clipper-deployers\[onnx\]'"):
         onnx_deployer.deploy_onnx_model(conn, "bad", 1, "doubles", session_rows, str(onnx_file))

@@ -221,9 +221,7 @@ def test_bad_input_is_refused_before_anything_is_built(spark: Any, cluster: Any,
     assert not (Path(cluster.cm.cluster_dir) / "models" / "bad-model").exists()
 
 
-def test_replica_without_java_fails_the_deploy_naming_the_package(
-    spark: Any, ml_models: tuple, tmp_path: Path
-) -> None:
+def test_replica_without_java_fails_the_deploy_naming_the_package(spark: Any, ml_models: tuple, tmp_path: Path) -> None:
     with local_cluster(tmp_path / "home", "pyspark-nojava", {"JAVA_HOME": str(tmp_path / "no-jdk")}) as conn:
         with pytest.raises(ClipperException, match=r"failed to load.*apt-get install openjdk-17-jre-headless"):
             pyspark_deployer.deploy_pyspark_model(

@@ -78,8 +78,9 @@ def conn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClipperConnection
 @pytest.fixture(scope="module")
 def mlp(conn: ClipperConnection) -> Any:
     model = make_mlp(torch)
-    pytorch_deployer.create_endpoint(conn, "mlp", "doubles", mlp_rows, model, default_output="DEFAULT",
-                                     slo_micros=10_000_000)
+    pytorch_deployer.create_endpoint(
+        conn, "mlp", "doubles", mlp_rows, model, default_output="DEFAULT", slo_micros=10_000_000
+    )
     return model
 
 
@@ -178,8 +179,9 @@ def test_a_module_with_its_own_methods_is_pickled_and_runs_in_inference_mode(con
 
 def test_a_module_with_example_inputs_is_saved_with_torch_export(conn: ClipperConnection) -> None:
     model = make_mlp(torch, seed=4)
-    pytorch_deployer.create_endpoint(conn, "exported", "doubles", mlp_rows, model, slo_micros=10_000_000,
-                                     example_inputs=torch.zeros(1, 4))
+    pytorch_deployer.create_endpoint(
+        conn, "exported", "doubles", mlp_rows, model, slo_micros=10_000_000, example_inputs=torch.zeros(1, 4)
+    )
     assert model_metadata(conn, "exported")["format"] == "export"
     xs = inputs(24, seed=5)  # concurrent: batches of several sizes through the dynamic batch dimension
     got = [output_row(r) for r in predict_concurrently(conn, "exported", xs, clients=8)]
@@ -244,11 +246,29 @@ def test_clipper_deploy_takes_a_pytorch_model_by_reference(
     where = ["--cluster-name", conn.cm.cluster_name]
     assert main(["deploy", "cli-mlp", f"{source}:rows", "--deployer", "pytorch", *where]) == 1
     assert "Deployer 'pytorch' needs --model REF (its pytorch_model)" in capsys.readouterr().err
-    assert main(["deploy", "cli-mlp", f"{source}:rows", "--model", f"{source}:nothing", "--deployer", "pytorch",
-                 *where]) == 1
+    assert (
+        main(["deploy", "cli-mlp", f"{source}:rows", "--model", f"{source}:nothing", "--deployer", "pytorch", *where])
+        == 1
+    )
     assert "has no attribute named 'nothing'" in capsys.readouterr().err
-    assert main(["deploy", "cli-mlp", f"{source}:rows", "--deployer", "pytorch", "--model", f"{source}:mlp", "--app",
-                 "--slo-micros", "10000000", *where]) == 0
+    assert (
+        main(
+            [
+                "deploy",
+                "cli-mlp",
+                f"{source}:rows",
+                "--deployer",
+                "pytorch",
+                "--model",
+                f"{source}:mlp",
+                "--app",
+                "--slo-micros",
+                "10000000",
+                *where,
+            ]
+        )
+        == 0
+    )
     assert "Deployed cli-mlp:1 and linked it to application 'cli-mlp'" in capsys.readouterr().out
     model = load_model_ref(f"{source}:mlp")
     xs = inputs(3, seed=11)

@@ -47,8 +47,9 @@ class AddressesMixin:
 
         with self._errors(f"Could not connect to Clipper Kubernetes cluster. Reading Service {name}"):
             try:
-                return self._apis.core.read_namespaced_service(name, self.k8s_namespace,
-                                                            _request_timeout=self.request_timeout)
+                return self._apis.core.read_namespaced_service(
+                    name, self.k8s_namespace, _request_timeout=self.request_timeout
+                )
             except ApiException as exc:
                 if exc.status == 404:
                     return None
@@ -61,8 +62,9 @@ class AddressesMixin:
             msg = f"Service {service.metadata.name} has no port named {port_name!r}"
             raise ContainerManagerError(msg)
         if service.spec.type == LOAD_BALANCER:
-            ingress = (service.status.load_balancer.ingress or []) if service.status and service.status.load_balancer \
-                else []
+            ingress = (
+                (service.status.load_balancer.ingress or []) if service.status and service.status.load_balancer else []
+            )
             ip = next((i.ip or i.hostname for i in ingress if i.ip or i.hostname), None)
             if ip is None:
                 msg = (
@@ -89,20 +91,24 @@ class AddressesMixin:
         if ip is not None:
             return f"{ip}:{port}"
         if self.use_k8s_proxy:
-            return (f"{self.kubernetes_proxy_addr}/api/v1/namespaces/{self.k8s_namespace}/services/"
-                    f"{service}:{internal_port}/proxy")
+            return (
+                f"{self.kubernetes_proxy_addr}/api/v1/namespaces/{self.k8s_namespace}/services/"
+                f"{service}:{internal_port}/proxy"
+            )
         if not self.external_node_hosts:
             msg = f"No address for Clipper cluster '{self.cluster_name}' yet: call connect() or start_clipper() first"
             raise ContainerManagerError(msg)
         return f"{self.external_node_hosts[0]}:{port}"
 
     def get_admin_addr(self) -> str:
-        return self._addr(mf.mgmt_name(self.cluster_name), self.clipper_management_port, self.clipper_management_ip,
-                          mf.MGMT_PORT)
+        return self._addr(
+            mf.mgmt_name(self.cluster_name), self.clipper_management_port, self.clipper_management_ip, mf.MGMT_PORT
+        )
 
     def get_query_addr(self) -> str:
-        return self._addr(mf.query_service_name(self.cluster_name), self.clipper_query_port, self.clipper_query_ip,
-                          mf.QUERY_PORT)
+        return self._addr(
+            mf.query_service_name(self.cluster_name), self.clipper_query_port, self.clipper_query_ip, mf.QUERY_PORT
+        )
 
     def get_metric_addr(self) -> str:
         return self.get_query_addr()  # the query frontend serves /metrics itself

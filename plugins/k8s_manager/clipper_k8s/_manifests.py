@@ -176,8 +176,18 @@ def redis_deployment(cluster: str, namespace: str, image: str) -> Manifest:
         "name": "redis",
         "image": image,
         "command": ["redis-server"],
-        "args": ["--port", str(REDIS_CONTAINER_PORT), "--bind", "0.0.0.0", "--protected-mode", "no",
-                 "--save", "", "--appendonly", "no"],
+        "args": [
+            "--port",
+            str(REDIS_CONTAINER_PORT),
+            "--bind",
+            "0.0.0.0",
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         "ports": [_port(REDIS_CONTAINER_PORT)],
         "readinessProbe": {"tcpSocket": {"port": REDIS_CONTAINER_PORT}, "periodSeconds": 2},
     }
@@ -194,8 +204,16 @@ def mgmt_deployment(cluster: str, namespace: str, image: str, redis_host: str, r
     container = {
         "name": "mgmt-frontend",
         "image": image,
-        "args": ["--host", "0.0.0.0", "--port", str(MGMT_PORT), "--redis-ip", redis_host,
-                 "--redis-port", str(redis_port)],
+        "args": [
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(MGMT_PORT),
+            "--redis-ip",
+            redis_host,
+            "--redis-port",
+            str(redis_port),
+        ],
         "ports": [_port(MGMT_PORT)],
         "readinessProbe": {"httpGet": {"path": "/admin/ping", "port": MGMT_PORT}, "periodSeconds": 2},
     }
@@ -205,8 +223,9 @@ def mgmt_deployment(cluster: str, namespace: str, image: str, redis_host: str, r
 
 def mgmt_service(cluster: str, namespace: str, service_type: str) -> Manifest:
     labels = cluster_labels(cluster, ROLE_MGMT, **{CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: ""})
-    return _service(mgmt_name(cluster), namespace, labels, labels, [(str(MGMT_PORT), MGMT_PORT, MGMT_PORT)],
-                    service_type)
+    return _service(
+        mgmt_name(cluster), namespace, labels, labels, [(str(MGMT_PORT), MGMT_PORT, MGMT_PORT)], service_type
+    )
 
 
 def _query_labels(cluster: str, frontend_id: int | None = None) -> dict[str, str]:
@@ -229,9 +248,22 @@ def query_deployment(
     container = {
         "name": "query-frontend",
         "image": image,
-        "args": ["--host", "0.0.0.0", "--port", str(QUERY_PORT), "--rpc-port", str(CLIPPER_RPC_PORT),
-                 "--redis-ip", redis_host, "--redis-port", str(redis_port), "--cache-size", str(int(cache_size)),
-                 "--timeout-content", str(timeout_content)],
+        "args": [
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(QUERY_PORT),
+            "--rpc-port",
+            str(CLIPPER_RPC_PORT),
+            "--redis-ip",
+            redis_host,
+            "--redis-port",
+            str(redis_port),
+            "--cache-size",
+            str(int(cache_size)),
+            "--timeout-content",
+            str(timeout_content),
+        ],
         "ports": [_port(CLIPPER_RPC_PORT), _port(QUERY_PORT)],
         "readinessProbe": {"httpGet": {"path": "/metrics", "port": QUERY_PORT}, "periodSeconds": 2},
     }

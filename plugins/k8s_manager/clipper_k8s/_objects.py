@@ -84,7 +84,9 @@ class ObjectsMixin:
             try:
                 with self._errors(f"Deleting Deployment {self.k8s_namespace}/{name}"), ignore_status(404):
                     self._apis.apps.delete_namespaced_deployment(
-                        name, self.k8s_namespace, propagation_policy="Background",
+                        name,
+                        self.k8s_namespace,
+                        propagation_policy="Background",
                         _request_timeout=self.request_timeout,
                     )
             except ClipperException as exc:
@@ -100,8 +102,12 @@ class ObjectsMixin:
         if not models_only:
             steps.append(("Services", self._delete_services))
         steps += [
-            ("Deployments", lambda: apis.apps.delete_collection_namespaced_deployment(
-                ns, propagation_policy="Background", **grace, **opts)),
+            (
+                "Deployments",
+                lambda: apis.apps.delete_collection_namespaced_deployment(
+                    ns, propagation_policy="Background", **grace, **opts
+                ),
+            ),
             ("ReplicaSets", lambda: apis.apps.delete_collection_namespaced_replica_set(ns, **grace, **opts)),
             ("Pods", lambda: apis.core.delete_collection_namespaced_pod(ns, **grace, **opts)),
         ]
@@ -109,8 +115,10 @@ class ObjectsMixin:
             rbac_selector = f"{selector},{mf.NAMESPACE_LABEL}={ns}"
             rbac_opts = {"label_selector": rbac_selector, "_request_timeout": timeout}
             steps += [
-                ("ReplicationControllers",
-                 lambda: apis.core.delete_collection_namespaced_replication_controller(ns, **opts)),
+                (
+                    "ReplicationControllers",
+                    lambda: apis.core.delete_collection_namespaced_replication_controller(ns, **opts),
+                ),
                 ("ConfigMaps", lambda: apis.core.delete_collection_namespaced_config_map(ns, **opts)),
                 ("ClusterRoleBindings", lambda: apis.rbac.delete_collection_cluster_role_binding(**rbac_opts)),
                 ("ClusterRoles", lambda: apis.rbac.delete_collection_cluster_role(**rbac_opts)),

@@ -58,10 +58,15 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
             ManagerOption("namespace", "Kubernetes namespace of the cluster (default: default)"),
             ManagerOption("kube_context", "kubeconfig context to use (default: the current context)"),
             ManagerOption("kubernetes_proxy_addr", "reach the services through this `kubectl proxy` URL"),
-            ManagerOption("useInternalIP", "use node InternalIP addresses when no ExternalDNS", parse_bool,
-                          "--use-internal-ip"),
-            ManagerOption("create_namespace_if_not_exists", "create the namespace if missing (true/false)",
-                          parse_bool, "--create-namespace"),
+            ManagerOption(
+                "useInternalIP", "use node InternalIP addresses when no ExternalDNS", parse_bool, "--use-internal-ip"
+            ),
+            ManagerOption(
+                "create_namespace_if_not_exists",
+                "create the namespace if missing (true/false)",
+                parse_bool,
+                "--create-namespace",
+            ),
             REDIS_IP_OPTION,
             REDIS_PORT_OPTION,
         )
@@ -181,14 +186,25 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
             self._create(mf.mgmt_deployment(cluster, ns, mgmt_frontend_image, redis_host, self.redis_port))
             self._create(mf.mgmt_service(cluster, ns, st["management"]))
             for i in range(num_frontend_replicas):
-                self._create(mf.query_deployment(cluster, ns, i, query_frontend_image, redis_host, self.redis_port,
-                                                 cache_size, qf_http_timeout_content))
+                self._create(
+                    mf.query_deployment(
+                        cluster,
+                        ns,
+                        i,
+                        query_frontend_image,
+                        redis_host,
+                        self.redis_port,
+                        cache_size,
+                        qf_http_timeout_content,
+                    )
+                )
                 self._create(mf.query_rpc_service(cluster, ns, i, st["query-rpc"]))
             self._create(mf.query_service(cluster, ns, st["query"]))
             self._wait(mf.mgmt_name(cluster), 1, "the management frontend", self.start_timeout, ContainerManagerError)
             for i in range(num_frontend_replicas):
-                self._wait(mf.query_name(cluster, i), 1, f"query frontend {i}", self.start_timeout,
-                           ContainerManagerError)
+                self._wait(
+                    mf.query_name(cluster, i), 1, f"query frontend {i}", self.start_timeout, ContainerManagerError
+                )
             self.num_frontend_replicas = num_frontend_replicas
             self.connect()
         except BaseException:
@@ -198,8 +214,12 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
             except ClipperException as exc:  # keep the original error
                 logger.warning("cleanup after a failed start: %s", exc)
             raise
-        logger.info("[%s] Clipper is running (query %s, admin %s)", self.cluster_identifier,
-                    self.get_query_addr(), self.get_admin_addr())
+        logger.info(
+            "[%s] Clipper is running (query %s, admin %s)",
+            self.cluster_identifier,
+            self.get_query_addr(),
+            self.get_admin_addr(),
+        )
 
     def _wait(self, name: str, replicas: int, what: str, timeout: float, error: type[ClipperException]) -> None:
         wait_available(self._apis, self.k8s_namespace, name, replicas, timeout, what, error)
@@ -225,8 +245,9 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
         elif not self.use_k8s_proxy:
             self.external_node_hosts = self._node_hosts(required=False)
         self.num_frontend_replicas = max(1, len(self._cluster_deployments(mf.ROLE_QUERY)))
-        logger.info("[%s] connected (query %s, admin %s)", self.cluster_identifier, self.get_query_addr(),
-                    self.get_admin_addr())
+        logger.info(
+            "[%s] connected (query %s, admin %s)", self.cluster_identifier, self.get_query_addr(), self.get_admin_addr()
+        )
 
     def is_running(self) -> bool:
         return bool(self._cluster_deployments(mf.ROLE_QUERY))
@@ -271,11 +292,23 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
             )
             raise DeploymentError(msg) from exc
         if not container_registry:
-            logger.warning("build_model without container_registry: the image %s-%s:%s stays on this Docker host; "
-                           "the cluster can only run it if its nodes share that image store (kind load, minikube)",
-                           self.cluster_identifier, name, version)
-        image: str = build_model_image(connect_docker(), self.cluster_identifier, name, version, model_data_path,
-                                       base_image, container_registry, pkgs_to_install)
+            logger.warning(
+                "build_model without container_registry: the image %s-%s:%s stays on this Docker host; "
+                "the cluster can only run it if its nodes share that image store (kind load, minikube)",
+                self.cluster_identifier,
+                name,
+                version,
+            )
+        image: str = build_model_image(
+            connect_docker(),
+            self.cluster_identifier,
+            name,
+            version,
+            model_data_path,
+            base_image,
+            container_registry,
+            pkgs_to_install,
+        )
         return image
 
     def set_model_options(self, name: str, version: str | None = None, **options: Any) -> None:
@@ -295,8 +328,9 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
             raise ClipperException(msg)
         return {**self.model_options.get(name, {}), **self.model_options.get((name, version), {}), **extra}
 
-    def deploy_model(self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1,
-                     **options: Any) -> None:
+    def deploy_model(
+        self, name: str, version: str, input_type: str, image: str, num_replicas: int = 1, **options: Any
+    ) -> None:
         """One Deployment per query frontend, each with ``num_replicas`` replicas; waits until they are available.
 
         ``options`` (``resources``, ``liveness_probe``, ``readiness_probe``, ``image_pull_policy``) shape the pods.
@@ -316,16 +350,18 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
         waits: list[str] = []
         try:
             for i in range(self.num_frontend_replicas):
-                body = mf.model_deployment(self.cluster_name, self.k8s_namespace, name, version, i, input_type,
-                                           image, num_replicas, opts)
+                body = mf.model_deployment(
+                    self.cluster_name, self.k8s_namespace, name, version, i, input_type, image, num_replicas, opts
+                )
                 existed = self._read_scale(body["metadata"]["name"]) is not None
                 self._create(body, error=DeploymentError, update=True)
                 if not existed:
                     created.append(body["metadata"]["name"])
                 waits.append(body["metadata"]["name"])
             for dep in waits:
-                self._wait(dep, num_replicas, f"model {name}:{version}, image {image}", self.deploy_timeout,
-                           DeploymentError)
+                self._wait(
+                    dep, num_replicas, f"model {name}:{version}, image {image}", self.deploy_timeout, DeploymentError
+                )
         except BaseException:
             self._delete_deployments(created)
             raise
@@ -354,12 +390,13 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
             return
         for dep in names:
             with self._errors(f"Could not update scale of the specified Deployment {dep}", DeploymentError):
-                self._k8s_apps.patch_namespaced_deployment_scale(dep, self.k8s_namespace,
-                                                                 {"spec": {"replicas": num_replicas}},
-                                                                 _request_timeout=self.request_timeout)
+                self._k8s_apps.patch_namespaced_deployment_scale(
+                    dep, self.k8s_namespace, {"spec": {"replicas": num_replicas}}, _request_timeout=self.request_timeout
+                )
         for dep in names:
-            self._wait(dep, num_replicas, f"model {name}:{version}, image {image}", self.deploy_timeout,
-                       DeploymentError)
+            self._wait(
+                dep, num_replicas, f"model {name}:{version}, image {image}", self.deploy_timeout, DeploymentError
+            )
 
     def stop_models(self, models: dict[str, list[str]]) -> None:
         for name, versions in models.items():

@@ -22,13 +22,24 @@ def k8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     from k8s_standin import NODES, ApiServer
 
     server = ApiServer()
-    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"},
-            "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                                     {"type": "ExternalDNS", "address": "node-1.example"}]}}
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "node-1"},
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": "127.0.0.1"},
+                {"type": "ExternalDNS", "address": "node-1.example"},
+            ]
+        },
+    }
 
     def seed() -> None:
-        server.handler.namespaces["default"] = {"apiVersion": "v1", "kind": "Namespace",
-                                                "metadata": {"name": "default"}}
+        server.handler.namespaces["default"] = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "default"},
+        }
         server.handler.put(NODES, None, node)
 
     server.call(seed)

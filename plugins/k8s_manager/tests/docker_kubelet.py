@@ -122,8 +122,13 @@ class DockerKubelet:
         self._ready_pods: set[str] = set()
         self.forwarders: dict[int, Forwarder] = {}
         self.pause = client.containers.run(
-            _pause_image(), ["sleep", "infinity"], name=f"{cluster}-pause", network_mode="none",
-            extra_hosts=dict.fromkeys(services, "127.0.0.1"), labels={RUN_LABEL: self.run_id}, detach=True,
+            _pause_image(),
+            ["sleep", "infinity"],
+            name=f"{cluster}-pause",
+            network_mode="none",
+            extra_hosts=dict.fromkeys(services, "127.0.0.1"),
+            labels={RUN_LABEL: self.run_id},
+            detach=True,
         )
         self.pause.reload()
         self.netns = f"/proc/{self.pause.attrs['State']['Pid']}/ns/net"
@@ -159,10 +164,16 @@ class DockerKubelet:
         def snapshot() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             import kmock
 
-            mine = [o for _, o in handler.live(DEPLOYMENTS, ns)
-                    if (o["metadata"].get("labels") or {}).get(CLIPPER_DOCKER_LABEL) == cluster]
-            services = [o for _, o in handler.live(kmock.resource("", "v1", "services"), ns)
-                        if (o["metadata"].get("labels") or {}).get(CLIPPER_DOCKER_LABEL) == cluster]
+            mine = [
+                o
+                for _, o in handler.live(DEPLOYMENTS, ns)
+                if (o["metadata"].get("labels") or {}).get(CLIPPER_DOCKER_LABEL) == cluster
+            ]
+            services = [
+                o
+                for _, o in handler.live(kmock.resource("", "v1", "services"), ns)
+                if (o["metadata"].get("labels") or {}).get(CLIPPER_DOCKER_LABEL) == cluster
+            ]
             return mine, services
 
         deployments, services = self.server.call(snapshot)
@@ -241,4 +252,3 @@ def _pause_image() -> str:
     from clipper_core.container_manager import clipper_registry
 
     return f"{clipper_registry()}/redis:{__version__}"
-

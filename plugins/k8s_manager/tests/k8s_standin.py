@@ -66,8 +66,15 @@ def _now() -> str:
 
 
 def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
-    body = {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure" if code >= 400 else "Success",
-            "code": code, "reason": reason, "message": message}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "metadata": {},
+        "status": "Failure" if code >= 400 else "Success",
+        "code": code,
+        "reason": reason,
+        "message": message,
+    }
     return aiohttp.web.json_response(body, status=code)
 
 
@@ -89,9 +96,17 @@ def selector_matches(selector: str, labels: dict[str, str]) -> bool:
     return True
 
 
-KINDS = {"deployments": "Deployment", "replicasets": "ReplicaSet", "pods": "Pod", "services": "Service",
-         "configmaps": "ConfigMap", "replicationcontrollers": "ReplicationController", "nodes": "Node",
-         "clusterroles": "ClusterRole", "clusterrolebindings": "ClusterRoleBinding"}
+KINDS = {
+    "deployments": "Deployment",
+    "replicasets": "ReplicaSet",
+    "pods": "Pod",
+    "services": "Service",
+    "configmaps": "ConfigMap",
+    "replicationcontrollers": "ReplicationController",
+    "nodes": "Node",
+    "clusterroles": "ClusterRole",
+    "clusterrolebindings": "ClusterRoleBinding",
+}
 DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
 REPLICASETS = kmock.resource("apps", "v1", "replicasets")
 PODS = kmock.resource("", "v1", "pods")
@@ -109,10 +124,17 @@ class StandIn(kmock.KubernetesEmulator):
         #: that waits for good.
         self.pod_behaviour: Callable[[dict[str, Any]], Any] = lambda dep: "ready"
         self.lb_ingress_ip: str | None = "192.0.2.10"
-        for resource in (DEPLOYMENTS, REPLICASETS, PODS, NODES, kmock.resource("", "v1", "services"),
-                         kmock.resource("", "v1", "configmaps"), kmock.resource("", "v1", "replicationcontrollers"),
-                         kmock.resource("rbac.authorization.k8s.io", "v1", "clusterroles"),
-                         kmock.resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings")):
+        for resource in (
+            DEPLOYMENTS,
+            REPLICASETS,
+            PODS,
+            NODES,
+            kmock.resource("", "v1", "services"),
+            kmock.resource("", "v1", "configmaps"),
+            kmock.resource("", "v1", "replicationcontrollers"),
+            kmock.resource("rbac.authorization.k8s.io", "v1", "clusterroles"),
+            kmock.resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings"),
+        ):
             self.resources[resource] = kmock.ResourceInfo(kind=KINDS[resource.plural], namespaced=resource != NODES)
 
     # -- objects -------------------------------------------------------------------------------------------------
@@ -184,12 +206,12 @@ class StandIn(kmock.KubernetesEmulator):
             name = body["metadata"]["name"]
             if name in self.namespaces:
                 return _status(409, "AlreadyExists", f'namespaces "{name}" already exists')
-            self.namespaces[name] = {"apiVersion": "v1", "kind": "Namespace", **body,
-                                     "status": {"phase": "Active"}}
+            self.namespaces[name] = {"apiVersion": "v1", "kind": "Namespace", **body, "status": {"phase": "Active"}}
             return aiohttp.web.json_response(self.namespaces[name], status=201)
         if name is None and method == "GET":
-            return aiohttp.web.json_response({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {},
-                                              "items": list(self.namespaces.values())})
+            return aiohttp.web.json_response(
+                {"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": list(self.namespaces.values())}
+            )
         if name is not None and method == "GET":
             if name not in self.namespaces:
                 return _status(404, "NotFound", f'namespaces "{name}" not found')
@@ -199,11 +221,15 @@ class StandIn(kmock.KubernetesEmulator):
         return _status(405, "MethodNotAllowed", f"{method} on namespaces is not emulated")
 
     def _list(self, resource: Any, ns: str | None, selector: str) -> aiohttp.web.Response:
-        items = [obj for _, obj in self.live(resource, ns)
-                 if selector_matches(selector, obj.get("metadata", {}).get("labels") or {})]
+        items = [
+            obj
+            for _, obj in self.live(resource, ns)
+            if selector_matches(selector, obj.get("metadata", {}).get("labels") or {})
+        ]
         kind = KINDS.get(resource.plural, "Object") + "List"
-        return aiohttp.web.json_response({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"},
-                                          "items": items})
+        return aiohttp.web.json_response(
+            {"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items}
+        )
 
     def _delete_collection(self, resource: Any, ns: str | None, selector: str) -> aiohttp.web.Response:
         for (res, obj_ns, _name), obj in list(self.objects.items()):
@@ -230,15 +256,19 @@ class StandIn(kmock.KubernetesEmulator):
         if method == "PATCH":
             replicas = json.loads(await raw.text())["spec"]["replicas"]
             dep = self.objects[key].raw
-            self.objects[key].patch({"spec": {"replicas": replicas},
-                                     "metadata": {"generation": dep["metadata"].get("generation", 1) + 1}})
+            self.objects[key].patch(
+                {"spec": {"replicas": replicas}, "metadata": {"generation": dep["metadata"].get("generation", 1) + 1}}
+            )
         dep = self.objects[key].raw
-        return aiohttp.web.json_response({
-            "apiVersion": "autoscaling/v1", "kind": "Scale",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"replicas": dep["spec"].get("replicas", 1)},
-            "status": {"replicas": (dep.get("status") or {}).get("replicas", 0)},
-        })
+        return aiohttp.web.json_response(
+            {
+                "apiVersion": "autoscaling/v1",
+                "kind": "Scale",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"replicas": dep["spec"].get("replicas", 1)},
+                "status": {"replicas": (dep.get("status") or {}).get("replicas", 0)},
+            }
+        )
 
     # -- controller and kubelet emulation ---------------------------------------------------------------------
 
@@ -256,14 +286,25 @@ class StandIn(kmock.KubernetesEmulator):
             owner = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": dep["metadata"]["uid"]}]
             rs_name = f"{name}-7f9c"
             if (REPLICASETS, ns, rs_name) not in self.objects or self.objects[(REPLICASETS, ns, rs_name)].deleted:
-                self.put(REPLICASETS, ns, {"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                                           "metadata": {"name": rs_name, "labels": labels, "ownerReferences": owner},
-                                           "spec": {"replicas": dep["spec"].get("replicas", 1),
-                                                    "selector": dep["spec"]["selector"], "template": template}})
+                self.put(
+                    REPLICASETS,
+                    ns,
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "ReplicaSet",
+                        "metadata": {"name": rs_name, "labels": labels, "ownerReferences": owner},
+                        "spec": {
+                            "replicas": dep["spec"].get("replicas", 1),
+                            "selector": dep["spec"]["selector"],
+                            "template": template,
+                        },
+                    },
+                )
             want = int(dep["spec"].get("replicas", 1))
             behaviour = self.pod_behaviour(dep)
-            pods = sorted(p["metadata"]["name"] for _, p in self.live(PODS, ns)
-                          if p["metadata"]["name"].startswith(rs_name + "-"))
+            pods = sorted(
+                p["metadata"]["name"] for _, p in self.live(PODS, ns) if p["metadata"]["name"].startswith(rs_name + "-")
+            )
             for extra in pods[want:]:
                 self.objects[(PODS, ns, extra)].delete()
             for i in range(want):
@@ -271,9 +312,14 @@ class StandIn(kmock.KubernetesEmulator):
                 pod_state = behaviour if not isinstance(behaviour, int) else "ready" if i < behaviour else "pending"
                 self.put(PODS, ns, self._pod(pod_name, labels, template["spec"], pod_state))
             ready = want if behaviour == "ready" else min(behaviour, want) if isinstance(behaviour, int) else 0
-            status = {"observedGeneration": dep["metadata"].get("generation", 1), "replicas": want,
-                      "updatedReplicas": want, "readyReplicas": ready or None, "availableReplicas": ready or None,
-                      "unavailableReplicas": (want - ready) or None}
+            status = {
+                "observedGeneration": dep["metadata"].get("generation", 1),
+                "replicas": want,
+                "updatedReplicas": want,
+                "readyReplicas": ready or None,
+                "availableReplicas": ready or None,
+                "unavailableReplicas": (want - ready) or None,
+            }
             if dep.get("status") != status:
                 self.objects[(DEPLOYMENTS, ns, name)].patch({"status": status})
 
@@ -287,11 +333,24 @@ class StandIn(kmock.KubernetesEmulator):
                 state = {"waiting": {"reason": "ContainerCreating"}}
             else:
                 state = {"waiting": {"reason": behaviour[0], "message": behaviour[1]}}
-            statuses.append({"name": c["name"], "image": c["image"], "imageID": "", "ready": behaviour == "ready",
-                             "restartCount": 0, "state": state})
+            statuses.append(
+                {
+                    "name": c["name"],
+                    "image": c["image"],
+                    "imageID": "",
+                    "ready": behaviour == "ready",
+                    "restartCount": 0,
+                    "state": state,
+                }
+            )
         phase = "Running" if behaviour == "ready" else "Pending"
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec,
-                "status": {"phase": phase, "containerStatuses": statuses}}
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": labels},
+            "spec": spec,
+            "status": {"phase": phase, "containerStatuses": statuses},
+        }
 
 
 class ApiServer:
@@ -325,6 +384,7 @@ class ApiServer:
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` in the server's loop while holding the store's lock (for test set-up and assertions)."""
+
         async def run() -> Any:
             assert self.handler is not None
             async with self.handler._lock:
@@ -342,7 +402,9 @@ class ApiServer:
         import yaml
 
         doc = {
-            "apiVersion": "v1", "kind": "Config", "current-context": context,
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": context,
             "clusters": [{"name": context, "cluster": {"server": self.url}}],
             "users": [{"name": context, "user": {"token": "standin-token"}}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],

@@ -23,8 +23,9 @@ class Cluster:
     @property
     def handler(self) -> Any:
         if self.server is None:
-            pytest.skip("needs the API server stand-in (it injects faults or reads its store); not run with "
-                        "CLIPPER_K8S_REAL=1")
+            pytest.skip(
+                "needs the API server stand-in (it injects faults or reads its store); not run with CLIPPER_K8S_REAL=1"
+            )
         return self.server.handler
 
     def call(self, fn: Callable[[], Any]) -> Any:

@@ -104,8 +104,11 @@ def internal_ip_node(k8s: Cluster) -> Iterator[None]:
 
     k8s.call(lambda: set_addresses([{"type": "InternalIP", "address": "127.0.0.1"}]))
     yield
-    k8s.call(lambda: set_addresses([{"type": "InternalIP", "address": "127.0.0.1"},
-                                    {"type": "ExternalDNS", "address": "node-1.example"}]))
+    k8s.call(
+        lambda: set_addresses(
+            [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "ExternalDNS", "address": "node-1.example"}]
+        )
+    )
 
 
 def test_a_prediction_flows_through_the_objects_the_manager_created(
@@ -118,8 +121,12 @@ def test_a_prediction_flows_through_the_objects_the_manager_created(
     from clipper_admin import ClipperConnection
     from clipper_core.testing.contract import predict
 
-    services = [mf.redis_name(cluster_name), mf.mgmt_name(cluster_name), mf.query_service_name(cluster_name),
-                mf.query_name(cluster_name, 0)]
+    services = [
+        mf.redis_name(cluster_name),
+        mf.mgmt_name(cluster_name),
+        mf.query_service_name(cluster_name),
+        mf.query_name(cluster_name, 0),
+    ]
     kubelet = DockerKubelet(k8s.server, docker_client, cluster_name, "default", services)
     cm = KubernetesContainerManager(cluster_name=cluster_name, useInternalIP=True)
     cm.start_timeout = cm.deploy_timeout = 180.0
@@ -137,8 +144,11 @@ def test_a_prediction_flows_through_the_objects_the_manager_created(
         answer = predict(cm.get_query_addr(), "e2e", {"input": [1.0, 2.5]})
         assert answer["default"] is False and float(answer["output"]) == 3.5, answer
         conn.set_num_replicas("sum", 2)  # a scale patch; the second pod connects to the same frontend
-        wait_until(lambda: len([r for r in conn.get_all_model_replicas(verbose=True) if r["model_name"] == "sum"])
-                   == 2, 120, "2 connected replicas")
+        wait_until(
+            lambda: len([r for r in conn.get_all_model_replicas(verbose=True) if r["model_name"] == "sum"]) == 2,
+            120,
+            "2 connected replicas",
+        )
         for i in range(10):
             answer = predict(cm.get_query_addr(), "e2e", {"input": [float(i), 1.0]})
             assert answer["default"] is False and float(answer["output"]) == i + 1.0, answer

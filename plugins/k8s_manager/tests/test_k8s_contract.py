@@ -22,8 +22,15 @@ def _manager_class() -> type[ContainerManager]:
     from clipper_k8s import KubernetesContainerManager
 
     class NoBuildManager(KubernetesContainerManager):
-        def build_model(self, name: str, version: str, model_data_path: str, base_image: str,
-                        container_registry: str | None = None, pkgs_to_install: list[str] | None = None) -> str:
+        def build_model(
+            self,
+            name: str,
+            version: str,
+            model_data_path: str,
+            base_image: str,
+            container_registry: str | None = None,
+            pkgs_to_install: list[str] | None = None,
+        ) -> str:
             version = validate_model_name(str(version), "model version")
             validate_model_name(name)
             check_model_data_path(model_data_path)

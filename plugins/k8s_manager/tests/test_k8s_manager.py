@@ -17,16 +17,26 @@ from clipper_core import __version__
 from clipper_core.container_manager import CLIPPER_DOCKER_LABEL, CLIPPER_NAME_LABEL, clipper_registry
 from clipper_core.errors import ClipperException, ContainerManagerError, DeploymentError
 
-IMAGES = {"query_frontend_image": f"{clipper_registry()}/query_frontend:{__version__}",
-          "mgmt_frontend_image": f"{clipper_registry()}/management_frontend:{__version__}"}
+IMAGES = {
+    "query_frontend_image": f"{clipper_registry()}/query_frontend:{__version__}",
+    "mgmt_frontend_image": f"{clipper_registry()}/management_frontend:{__version__}",
+}
 #: The stand-in never pulls it; a real cluster must be able to run it (a model image built by build_model).
 MODEL_IMAGE = os.environ.get("CLIPPER_K8S_MODEL_IMAGE", "reg.example/m:1")
 
 
 def start(cm: Any, **kwargs: Any) -> None:
-    cm.start_clipper(**{**IMAGES, "frontend_exporter_image": "", "cache_size": 1024,
-                        "qf_http_thread_pool_size": 1, "qf_http_timeout_request": 5,
-                        "qf_http_timeout_content": 300, **kwargs})
+    cm.start_clipper(
+        **{
+            **IMAGES,
+            "frontend_exporter_image": "",
+            "cache_size": 1024,
+            "qf_http_thread_pool_size": 1,
+            "qf_http_timeout_request": 5,
+            "qf_http_timeout_content": 300,
+            **kwargs,
+        }
+    )
 
 
 def test_start_creates_the_originals_objects_with_cluster_labels(
@@ -36,10 +46,19 @@ def test_start_creates_the_originals_objects_with_cluster_labels(
     start(cm, num_frontend_replicas=2)
     c = cluster_name
     assert set(k8s.labelled(c)) >= set(
-        [f"ClusterRole/clipper-default-{c}", f"ClusterRoleBinding/clipper-default-{c}",
-         f"Deployment/redis-at-{c}", f"Service/redis-at-{c}", f"Deployment/mgmt-frontend-at-{c}",
-         f"Service/mgmt-frontend-at-{c}", f"Deployment/query-frontend-0-at-{c}", f"Deployment/query-frontend-1-at-{c}",
-         f"Service/query-frontend-0-at-{c}", f"Service/query-frontend-1-at-{c}", f"Service/query-frontend-at-{c}"]
+        [
+            f"ClusterRole/clipper-default-{c}",
+            f"ClusterRoleBinding/clipper-default-{c}",
+            f"Deployment/redis-at-{c}",
+            f"Service/redis-at-{c}",
+            f"Deployment/mgmt-frontend-at-{c}",
+            f"Service/mgmt-frontend-at-{c}",
+            f"Deployment/query-frontend-0-at-{c}",
+            f"Deployment/query-frontend-1-at-{c}",
+            f"Service/query-frontend-0-at-{c}",
+            f"Service/query-frontend-1-at-{c}",
+            f"Service/query-frontend-at-{c}",
+        ]
     )
     dep = cm._k8s_apps.read_namespaced_deployment(f"query-frontend-1-at-{c}", "default")
     assert dep.metadata.labels[CLIPPER_DOCKER_LABEL] == c  # the Deployment itself carries the labels
@@ -113,9 +132,7 @@ def test_stop_all_leaves_no_labelled_object(k8s: Cluster, managers: Callable[...
     assert not cm.is_running()
 
 
-def test_external_redis_gets_no_redis_objects(
-    k8s: Cluster, managers: Callable[..., Any], cluster_name: str
-) -> None:
+def test_external_redis_gets_no_redis_objects(k8s: Cluster, managers: Callable[..., Any], cluster_name: str) -> None:
     k8s.handler  # noqa: B018 - the frontends could not reach redis.example in a real cluster
     cm = managers(cluster_name=cluster_name, redis_ip="redis.example", redis_port=6380)
     start(cm)
@@ -154,8 +171,14 @@ def test_connect_from_a_new_process(k8s: Cluster, managers: Callable[..., Any], 
         f"cm = K(cluster_name={cluster_name!r}); cm.connect()\n"
         "print(cm.get_query_addr()); print(cm.get_admin_addr()); print(cm.is_running())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "KUBECONFIG": k8s.kubeconfig}, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KUBECONFIG": k8s.kubeconfig},
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [cm.get_query_addr(), cm.get_admin_addr(), "True"]
 
@@ -170,8 +193,13 @@ def test_connect_to_a_cluster_that_is_not_running(managers: Callable[..., Any], 
 
 def test_load_balancer_and_proxy_addresses(k8s: Cluster, managers: Callable[..., Any], cluster_name: str) -> None:
     k8s.handler  # noqa: B018 - the stand-in assigns the ingress IP
-    types = {"redis": "ClusterIP", "management": "LoadBalancer", "query": "LoadBalancer", "query-rpc": "ClusterIP",
-             "metric": "ClusterIP"}
+    types = {
+        "redis": "ClusterIP",
+        "management": "LoadBalancer",
+        "query": "LoadBalancer",
+        "query-rpc": "ClusterIP",
+        "metric": "ClusterIP",
+    }
     cm = managers(cluster_name=cluster_name, service_types=types)
     start(cm)
     assert cm.get_query_addr() == "192.0.2.10:1337"
@@ -199,8 +227,16 @@ def test_node_addresses_external_dns_then_internal_ip(
         node.patch({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}})
 
     def restore() -> None:
-        k8s.handler.objects[(NODES, None, "node-1")].patch({"status": {"addresses": [
-            {"type": "InternalIP", "address": "127.0.0.1"}, {"type": "ExternalDNS", "address": "node-1.example"}]}})
+        k8s.handler.objects[(NODES, None, "node-1")].patch(
+            {
+                "status": {
+                    "addresses": [
+                        {"type": "InternalIP", "address": "127.0.0.1"},
+                        {"type": "ExternalDNS", "address": "node-1.example"},
+                    ]
+                }
+            }
+        )
 
     k8s.call(only_internal)
     try:
@@ -232,12 +268,36 @@ def test_unknown_namespace_is_refused_unless_created(k8s: Cluster, managers: Cal
     ("service_types", "message"),
     [
         (["redis", "management", "query", "query-rpc", "metric"], "service_types must be 'dict' type: ['redis'"),
-        ({"redis": "NodePort", "UNKNOWN_KEY": "NodePort", "query": "NodePort", "query-rpc": "NodePort",
-          "metric": "NodePort"}, "service_types has unknown keys: dict_keys(['redis', 'UNKNOWN_KEY'"),
-        ({"redis": "NodePort", "management": "NodePort", "query": "NodePort", "query-rpc": "UNKNOWN_VALUE",
-          "metric": "NodePort"}, "service_types has unknown values: dict_values(['NodePort'"),
-        ({"redis": "NodePort", "management": "NodePort", "query": "ExternalName", "query-rpc": "NodePort",
-          "metric": "NodePort"}, "Clipper does not support 'ExternalName' service"),
+        (
+            {
+                "redis": "NodePort",
+                "UNKNOWN_KEY": "NodePort",
+                "query": "NodePort",
+                "query-rpc": "NodePort",
+                "metric": "NodePort",
+            },
+            "service_types has unknown keys: dict_keys(['redis', 'UNKNOWN_KEY'",
+        ),
+        (
+            {
+                "redis": "NodePort",
+                "management": "NodePort",
+                "query": "NodePort",
+                "query-rpc": "UNKNOWN_VALUE",
+                "metric": "NodePort",
+            },
+            "service_types has unknown values: dict_values(['NodePort'",
+        ),
+        (
+            {
+                "redis": "NodePort",
+                "management": "NodePort",
+                "query": "ExternalName",
+                "query-rpc": "NodePort",
+                "metric": "NodePort",
+            },
+            "Clipper does not support 'ExternalName' service",
+        ),
     ],
 )
 def test_bad_service_types_get_the_originals_messages(
@@ -318,8 +378,13 @@ def test_forbidden_by_rbac_names_the_object_and_leaves_nothing(
 ) -> None:
     from k8s_standin import Fault
 
-    fault = Fault("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", 403, "Forbidden",
-                  'clusterrolebindings.rbac.authorization.k8s.io is forbidden: User "dev" cannot create resource')
+    fault = Fault(
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        403,
+        "Forbidden",
+        'clusterrolebindings.rbac.authorization.k8s.io is forbidden: User "dev" cannot create resource',
+    )
     k8s.call(lambda: k8s.handler.faults.append(fault))
     try:
         cm = managers(cluster_name=cluster_name)
@@ -338,7 +403,7 @@ def test_image_pull_failure_is_reported_with_the_reason(
     def behaviour(dep: dict[str, Any]) -> Any:
         image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
         if "missing" in image:
-            return ("ErrImagePull", f'pull access denied for {image}, repository does not exist')
+            return ("ErrImagePull", f"pull access denied for {image}, repository does not exist")
         return "ready"
 
     k8s.call(lambda: setattr(k8s.handler, "pod_behaviour", behaviour))

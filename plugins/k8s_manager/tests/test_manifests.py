@@ -19,8 +19,11 @@ CLUSTER, NS = "demo", "clipper"
 def every_object() -> list[dict[str, Any]]:
     options = {
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-        "liveness_probe": {"exec": {"command": ["test", "-f", mf.READY_FILE]}, "periodSeconds": 10,
-                           "failureThreshold": 3},
+        "liveness_probe": {
+            "exec": {"command": ["test", "-f", mf.READY_FILE]},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
     }
     return [
         mf.namespace_manifest(NS),

@@ -31,8 +31,14 @@ def test_clipper_admin_import_path() -> None:
 
 
 def _clipper(k8s: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "clipper_core.cli", *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "KUBECONFIG": k8s.kubeconfig}, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "clipper_core.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KUBECONFIG": k8s.kubeconfig},
+        check=False,
+    )
 
 
 def test_clipper_stop_with_namespace_and_context_flags(
