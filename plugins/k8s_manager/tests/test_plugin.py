@@ -70,7 +70,7 @@ def test_build_model_without_the_docker_plugin_says_what_to_install(
     from clipper_core.errors import DeploymentError
 
     cm = KubernetesContainerManager(cluster_name="nodocker")
-    monkeypatch.setitem(sys.modules, "clipper_docker._build", None)  # as if clipper-docker were not installed
+    monkeypatch.setitem(sys.modules, "clipper_docker", None)  # as if clipper-docker were not installed
     with pytest.raises(DeploymentError, match="pip install clipper-docker"):
         cm.build_model("m", "1", str(tmp_path), "default")
 
