@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 
 from clipper_core.container_manager import default_base_image
-from clipper_core.errors import ClipperException
+from clipper_core.errors import DeploymentError
 from clipper_deployers.python import FUNC_FILE, local_source_package
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def require_framework(module: str, extra: str, deployer: str) -> ModuleType:
             f"The {deployer} deployer needs the Python package {module!r}, which cannot be imported ({exc}). "
             f"Install it with: pip install 'clipper-deployers[{extra}]'"
         )
-        raise ClipperException(msg) from exc
+        raise DeploymentError(msg) from exc
 
 
 def check_predict_function(func: Any, params: tuple[str, ...], deployer: str) -> None:
@@ -55,7 +55,7 @@ def check_predict_function(func: Any, params: tuple[str, ...], deployer: str) ->
     call = f"func({', '.join(params)})"
     if not callable(func):
         msg = f"The {deployer} deployer calls {call} once per batch; got a {type(func).__name__}, not a function"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError):
@@ -65,7 +65,7 @@ def check_predict_function(func: Any, params: tuple[str, ...], deployer: str) ->
     except TypeError as exc:
         name = getattr(func, "__qualname__", type(func).__name__)
         msg = f"The {deployer} deployer calls {call} once per batch, but {name}{signature} cannot be called so: {exc}"
-        raise ClipperException(msg) from exc
+        raise DeploymentError(msg) from exc
 
 
 class ModelDirPredictor:
@@ -137,7 +137,7 @@ def write_model_dir(
             dump_by_value(predictor, os.path.join(directory, FUNC_FILE), [predictor.func, *by_value_sources])
         except Exception as exc:
             msg = f"Could not serialize the predict function of model {name!r} with cloudpickle: {exc!r}"
-            raise ClipperException(msg) from exc
+            raise DeploymentError(msg) from exc
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise

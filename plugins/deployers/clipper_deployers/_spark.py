@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from clipper_core.errors import ClipperException
+from clipper_core.errors import DeploymentError
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def require_pyspark() -> ModuleType:
             f"The PySpark deployer needs pyspark, which cannot be imported here ({exc}). "
             "Install it with: pip install 'clipper-deployers[pyspark]'"
         )
-        raise ClipperException(msg) from exc
+        raise DeploymentError(msg) from exc
 
 
 def find_java(environ: Mapping[str, str] | None = None) -> str | None:
@@ -73,7 +73,7 @@ def require_java(environ: Mapping[str, str] | None = None) -> str:
         f"PySpark needs a Java runtime and there is none ({where}). Install one, e.g. on Debian or Ubuntu: "
         f"apt-get install {JAVA_PACKAGE} (or set JAVA_HOME to a Java 17 installation)"
     )
-    raise ClipperException(msg)
+    raise DeploymentError(msg)
 
 
 def class_reference(cls: type) -> str:
@@ -102,7 +102,7 @@ def import_class(reference: str) -> type:
             return obj
         break
     msg = f"Cannot import the Spark model class {reference!r}; is the same pyspark (and the module) installed here?"
-    raise ClipperException(msg)
+    raise DeploymentError(msg)
 
 
 def model_kind(cls: type) -> str | None:
@@ -136,10 +136,10 @@ def extra_config(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         conf = json.loads(raw)
     except ValueError as exc:
         msg = f'{CONF_ENV} must be a JSON object of Spark settings, e.g. {{"spark.executor.cores": "1"}}: {exc}'
-        raise ClipperException(msg) from exc
+        raise DeploymentError(msg) from exc
     if not isinstance(conf, dict):
         msg = f"{CONF_ENV} must be a JSON object of Spark settings, got {type(conf).__name__}"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in conf.items()}
 
 

@@ -20,7 +20,7 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from clipper_core.errors import ClipperException
+from clipper_core.errors import DeploymentError
 from clipper_deployers._model_dir import (
     build_and_deploy_dir,
     check_predict_function,
@@ -64,7 +64,7 @@ def onnx_model_bytes(onnx_model: Any) -> bytes:
                 return f.read()
         except OSError as exc:
             msg = f"Cannot read the ONNX model file {os.fspath(onnx_model)!r}: {exc}"
-            raise ClipperException(msg) from exc
+            raise DeploymentError(msg) from exc
     serialize = getattr(onnx_model, "SerializeToString", None)
     if callable(serialize):
         data = serialize()
@@ -72,7 +72,7 @@ def onnx_model_bytes(onnx_model: Any) -> bytes:
             return data
     kind = f"{type(onnx_model).__module__}.{type(onnx_model).__qualname__}"
     msg = f"onnx_model must be a path to an .onnx file, its bytes or an onnx.ModelProto; got a {kind}"
-    raise ClipperException(msg)
+    raise DeploymentError(msg)
 
 
 def check_onnx_model(ort: ModuleType, data: bytes) -> None:
@@ -81,7 +81,7 @@ def check_onnx_model(ort: ModuleType, data: bytes) -> None:
         ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     except Exception as exc:
         msg = f"onnxruntime {ort.__version__} cannot load the ONNX model: {exc}"
-        raise ClipperException(msg) from exc
+        raise DeploymentError(msg) from exc
 
 
 def prepare_onnx_model(name: str, func: Callable[..., Any], onnx_model: Any) -> str:
@@ -186,7 +186,7 @@ def export_pytorch_model(pytorch_model: Any, inputs: Any) -> bytes:
     args = inputs if isinstance(inputs, tuple) else (inputs,)
     if not args or not all(isinstance(a, torch.Tensor) for a in args):
         msg = "inputs must be an example input of the model: a torch.Tensor or a tuple of them"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     try:
         pytorch_model.eval()
         with torch.no_grad():
@@ -210,14 +210,14 @@ def export_pytorch_model(pytorch_model: Any, inputs: Any) -> bytes:
             )
     except Exception as exc:
         msg = f"Error serializing PyTorch model to ONNX: {exc}"
-        raise ClipperException(msg) from exc
+        raise DeploymentError(msg) from exc
     return buf.getvalue()
 
 
 def _check_backend(onnx_backend: str) -> None:
     if onnx_backend not in ONNX_BACKENDS:
         msg = f"{onnx_backend} ONNX backend is not currently supported (use one of: {', '.join(ONNX_BACKENDS)})"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     if onnx_backend == "caffe2":
         logger.warning("The caffe2 ONNX backend no longer exists; the model is served with onnxruntime")
 

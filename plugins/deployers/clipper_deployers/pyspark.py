@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clipper_core.errors import ClipperException, DeploymentError
+from clipper_core.errors import DeploymentError
 from clipper_deployers import _spark
 from clipper_deployers.python import save_python_function
 
@@ -55,7 +55,7 @@ def check_predict_function(func: Any) -> None:
     """
     if not callable(func):
         msg = f"func must be a function func(spark, model, inputs); got {type(func).__name__}"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError):
@@ -67,7 +67,7 @@ def check_predict_function(func: Any) -> None:
             f"func must take three arguments, func(spark, model, inputs), and return one output per input; "
             f"{getattr(func, '__qualname__', func)!r} has the signature {signature} ({exc})"
         )
-        raise ClipperException(msg) from None
+        raise DeploymentError(msg) from None
 
 
 def check_pyspark_model(pyspark_model: Any) -> tuple[str, str]:
@@ -85,14 +85,14 @@ def check_pyspark_model(pyspark_model: Any) -> tuple[str, str]:
             f"pyspark_model is an estimator ({_spark.class_reference(cls)}), not a fitted model: deploy what its "
             "fit(dataframe) returns"
         )
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     kind = _spark.model_kind(cls)
     if kind is None:
         msg = (
             "pyspark_model must be a fitted pyspark.ml model, a PipelineModel or a pyspark.mllib model that Spark "
             f"can save and load; got {_spark.class_reference(cls)}"
         )
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     reference = _spark.class_reference(cls)
     module = importlib.import_module(cls.__module__) if cls.__module__ != "__main__" else None
     if module is None or _resolve(module, cls.__qualname__) is not cls:
@@ -100,7 +100,7 @@ def check_pyspark_model(pyspark_model: Any) -> tuple[str, str]:
             f"The Spark model class {reference} is not importable by that name, so a replica could not load the "
             "model; define it in an installed module (or pass pkgs_to_install)"
         )
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     return reference, kind
 
 

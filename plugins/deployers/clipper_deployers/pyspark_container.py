@@ -16,7 +16,7 @@ from typing import Any
 
 from clipper_core.container.base import ModelContainerBase
 from clipper_core.container.closure import load_closure
-from clipper_core.errors import ClipperException
+from clipper_core.errors import DeploymentError
 from clipper_core.files import read_json
 from clipper_deployers import _spark
 
@@ -54,16 +54,16 @@ def load_spark_model(spark: Any, model_path: str, metadata: dict[str, Any]) -> A
     reference = metadata.get("model_class")
     if not isinstance(reference, str) or not reference:
         msg = f"{_spark.METADATA_FILE} in {model_path} does not name the model_class"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     cls = _spark.import_class(reference)
     kind = _spark.model_kind(cls)
     if kind is None:
         msg = f"{reference} is not a Spark model class with a loader (pyspark.ml or pyspark.mllib)"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     uri = os.path.realpath(os.path.join(model_path, _spark.MODEL_DATA_DIR))
     if not os.path.isdir(uri):
         msg = f"The model directory {model_path} has no {_spark.MODEL_DATA_DIR}/"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     uri = "file://" + uri
     saved_with = metadata.get("pyspark_version")
     running = _spark.require_pyspark().__version__
@@ -82,7 +82,7 @@ class PySparkContainer(ModelContainerBase):
         metadata = read_json(Path(path, _spark.METADATA_FILE))
         if metadata is None:
             msg = f"{path} has no readable {_spark.METADATA_FILE}"
-            raise ClipperException(msg)
+            raise DeploymentError(msg)
         self.predict_func = load_closure(path)
         self.spark = start_session()
         self.model = load_spark_model(self.spark, path, metadata)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 
 from clipper_core.container_manager import default_base_image
-from clipper_core.errors import ClipperException
+from clipper_core.errors import DeploymentError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -80,7 +80,7 @@ def save_python_function(name: str, func: Callable[..., Any]) -> str:
     except Exception as exc:
         shutil.rmtree(serialization_dir, ignore_errors=True)
         msg = f"Could not serialize the predict function of model {name!r} with cloudpickle: {exc!r}"
-        raise ClipperException(msg) from exc
+        raise DeploymentError(msg) from exc
     logger.info("Serialized and supplied predict function")
     return serialization_dir
 

@@ -26,7 +26,7 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from clipper_core.errors import ClipperException
+from clipper_core.errors import ClipperException, DeploymentError
 from clipper_deployers._model_dir import (
     build_and_deploy_dir,
     check_predict_function,
@@ -64,7 +64,7 @@ def check_pytorch_model(torch: ModuleType, pytorch_model: Any) -> None:
     if not isinstance(pytorch_model, torch.nn.Module):
         kind = f"{type(pytorch_model).__module__}.{type(pytorch_model).__qualname__}"
         msg = f"pytorch_model must be a torch.nn.Module (a TorchScript module is one too), got a {kind}"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
 
 
 def _own_methods(torch: ModuleType, model: Any, keep_jit_exported: bool) -> list[str]:
@@ -112,7 +112,7 @@ def _export(torch: ModuleType, model: Any, example_inputs: Any, path: str) -> No
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     if not args or not all(isinstance(a, torch.Tensor) and a.dim() >= 1 for a in args):
         msg = "example_inputs must be a torch.Tensor, or a tuple of them, whose first dimension is the batch"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     # A batch of one would specialise the batch dimension to 1.
     args = tuple(torch.cat([a, a]) if a.shape[0] == 1 else a for a in args)
     was_training = model.training
@@ -142,16 +142,16 @@ def save_pytorch_model(
     torch = import_torch()
     if serialization not in SERIALIZATIONS:
         msg = f"serialization must be one of {', '.join(SERIALIZATIONS)}; got {serialization!r}"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     if serialization == EXPORT and example_inputs is None:
         msg = "serialization='export' needs example_inputs (an input batch of the module)"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     kind = f"{type(pytorch_model).__module__}.{type(pytorch_model).__qualname__}"
     metadata: dict[str, Any] = {"deployer": PLUGIN_NAME, "model_class": kind, "torch_version": torch.__version__}
     is_script = isinstance(pytorch_model, torch.jit.ScriptModule)
     if is_script and serialization in (EXPORT, PICKLE):
         msg = f"A TorchScript module cannot be saved with serialization={serialization!r}; use 'auto' or 'torchscript'"
-        raise ClipperException(msg)
+        raise DeploymentError(msg)
     lost = [] if is_script else _own_methods(torch, pytorch_model, keep_jit_exported=True)
     if lost and serialization == "auto":
         logger.info("Saving %s as a pickled module: export and TorchScript would drop %s", kind, ", ".join(lost))
@@ -164,7 +164,7 @@ def save_pytorch_model(
         except Exception as exc:
             if serialization == EXPORT or isinstance(exc, ClipperException):
                 msg = f"torch.export cannot export the {kind} module: {exc}"
-                raise ClipperException(msg) from exc
+                raise DeploymentError(msg) from exc
             logger.info("Not saving %s with torch.export: %s", kind, exc)
     scripted = pytorch_model if is_script else None
     if scripted is None and serialization in ("auto", TORCHSCRIPT):
@@ -173,7 +173,7 @@ def save_pytorch_model(
         except Exception as exc:
             if serialization == TORCHSCRIPT:
                 msg = f"torch.jit.script cannot compile the {kind} module: {exc}"
-                raise ClipperException(msg) from exc
+                raise DeploymentError(msg) from exc
             logger.info("Saving %s as a pickled module: torch.jit.script failed (%s)", kind, exc)
     if scripted is not None:
         _save_script(torch, scripted, os.path.join(directory, TORCHSCRIPT_FILE))
@@ -182,7 +182,7 @@ def save_pytorch_model(
         dump_by_value(pytorch_model, os.path.join(directory, PICKLE_FILE), [type(pytorch_model)])
     except Exception as exc:
         msg = f"Could not pickle the {kind} module with cloudpickle: {exc!r}"
-        raise ClipperException(msg) from exc
+        raise DeploymentError(msg) from exc
     return {**metadata, "format": PICKLE, "file": PICKLE_FILE}
 
 

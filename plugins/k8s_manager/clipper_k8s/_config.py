@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clipper_core.errors import ClipperException
+from clipper_core.errors import ContainerManagerError
 
 CLUSTER_IP = "ClusterIP"
 NODE_PORT = "NodePort"
@@ -26,16 +26,16 @@ def determine_service_types(service_types: Any) -> dict[str, str]:
     st = service_types
     if not isinstance(st, dict):
         msg = f"service_types must be 'dict' type: {st}"
-        raise ClipperException(msg)
+        raise ContainerManagerError(msg)
     if set(st.keys()) != set(DEFAULT_SERVICE_TYPES.keys()):
         msg = f"service_types has unknown keys: {st.keys()}"
-        raise ClipperException(msg)
+        raise ContainerManagerError(msg)
     if any(v not in OFFICIAL_K8S_SERVICE_TYPES for v in set(st.values())):
         msg = f"service_types has unknown values: {st.values()}"
-        raise ClipperException(msg)
+        raise ContainerManagerError(msg)
     if EXTERNAL_NAME in st.values():
         msg = f"Clipper does not support '{EXTERNAL_NAME}' service"
-        raise ClipperException(msg)
+        raise ContainerManagerError(msg)
     result.update(st)
     return result
 
@@ -49,7 +49,7 @@ def check_cluster_name(cluster_name: str, max_frontends: int = 9) -> str:
             f"('{longest}') must be DNS-1035 labels of at most {_MAX_SERVICE_NAME} characters; use a shorter name "
             "of lower-case letters, digits and '-'"
         )
-        raise ClipperException(msg)
+        raise ContainerManagerError(msg)
     return cluster_name
 
 

@@ -168,7 +168,7 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
         num_frontend_replicas = int(num_frontend_replicas)
         if num_frontend_replicas < 1:
             msg = f"num_frontend_replicas must be >= 1, got {num_frontend_replicas}"
-            raise ClipperException(msg)
+            raise ContainerManagerError(msg)
         check_cluster_name(self.cluster_name, num_frontend_replicas - 1)
         if self._cluster_deployments():
             raise cluster_exists_error(self.cluster_name)
@@ -317,7 +317,7 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
         unknown = sorted(set(options) - set(MODEL_OPTIONS))
         if unknown:
             msg = f"Unknown model options {unknown}; known: {', '.join(MODEL_OPTIONS)}"
-            raise ClipperException(msg)
+            raise ContainerManagerError(msg)
         key: Any = name if version is None else (name, str(version))
         self.model_options.setdefault(key, {}).update(options)
 
@@ -325,7 +325,7 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
         unknown = sorted(set(extra) - set(MODEL_OPTIONS))
         if unknown:
             msg = f"Unknown deploy_model options {unknown}; known: {', '.join(MODEL_OPTIONS)}"
-            raise ClipperException(msg)
+            raise ContainerManagerError(msg)
         return {**self.model_options.get(name, {}), **self.model_options.get((name, version), {}), **extra}
 
     def deploy_model(
@@ -371,7 +371,7 @@ class KubernetesContainerManager(AddressesMixin, ObjectsMixin, ContainerManager)
         num_replicas = int(num_replicas)
         if num_replicas < 0:
             msg = f"num_replicas must be >= 0, got {num_replicas}"
-            raise ClipperException(msg)
+            raise ContainerManagerError(msg)
         return num_replicas
 
     def get_num_replicas(self, name: str, version: str) -> int:
