@@ -5,6 +5,10 @@ uses host networking and binds the manager's ports on 127.0.0.1; otherwise they 
 listen on the in-network default ports and publish them on the manager's ports at ``publish_address`` (127.0.0.1
 unless the user asks for another address).
 
+The cluster's secrets reach each container in its environment only (:mod:`clipper_docker._secrets`): Redis
+requires its password, both frontends authenticate to it, and the query frontend admits replicas by the RPC token
+unless ``rpc_admission`` is ``open``.
+
 Everything here works from a frozen :class:`ServicesSpec` the manager builds, never from the manager itself.
 """
 
@@ -24,6 +28,7 @@ from clipper_core.container_manager import (
 )
 from clipper_core.ports import check_ports as shared_check_ports
 from clipper_docker import _dockerapi as api
+from clipper_docker._secrets import RPC_ADMISSION_LABEL, DockerSecrets, redis_command, with_env
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +96,10 @@ class ServicesSpec:
     cache_size: int
     timeout_content: int
     start_timeout: float
+    #: What each container gets in its environment (see clipper_docker._secrets).
+    secrets: DockerSecrets = field(repr=False)
+    #: The query frontend's ``--rpc-admission``: ``token``, or ``open`` for containers written for the original.
+    rpc_admission: str = "token"
 
     @property
     def images(self) -> list[str]:
@@ -144,14 +153,14 @@ def start_services(client: docker.DockerClient, spec: ServicesSpec, started: lis
         redis_addr, redis_port = spec.redis_ip, spec.redis_port
     else:
         redis_port = spec.redis_port if host else in_network_port("redis")
-        command = ["redis-server", "--port", str(redis_port), "--bind", bind, "--protected-mode", "no"]
+        redis_kwargs = place.container_kwargs({REDIS_PORT_LABEL: str(spec.redis_port)}, {"6379/tcp": spec.redis_port})
         redis = api.run_container(
             client,
             "redis",
             spec.redis_image,
-            command=[*command, "--save", "", "--appendonly", "no"],
+            command=redis_command(redis_port, bind),
             restart_policy=_RESTART,
-            **place.container_kwargs({REDIS_PORT_LABEL: str(spec.redis_port)}, {"6379/tcp": spec.redis_port}),
+            **with_env(redis_kwargs, spec.secrets.redis_env()),
         )
         started.append(redis)
         redis_addr = "127.0.0.1" if host else redis.name
@@ -165,7 +174,9 @@ def start_services(client: docker.DockerClient, spec: ServicesSpec, started: lis
             spec.mgmt_image,
             command=["--host", bind, "--port", str(port["mgmt"]), *redis_args],
             restart_policy=_RESTART,
-            **place.container_kwargs(mgmt_labels, {"1338/tcp": spec.management_port}),
+            **with_env(
+                place.container_kwargs(mgmt_labels, {"1338/tcp": spec.management_port}), spec.secrets.management_env()
+            ),
         )
     )
 
@@ -177,9 +188,11 @@ def start_services(client: docker.DockerClient, spec: ServicesSpec, started: lis
         REDIS_PORT_LABEL: str(spec.redis_port),
         REDIS_IP_LABEL: spec.redis_ip or "",
         NETWORK_LABEL: place.network,
+        RPC_ADMISSION_LABEL: spec.rpc_admission,
     }
     query_args = ["--host", bind, "--port", str(port["query"]), "--rpc-port", str(port["rpc"]), *redis_args]
     query_args += ["--cache-size", str(int(spec.cache_size)), "--timeout-content", str(spec.timeout_content)]
+    query_args += ["--rpc-admission", spec.rpc_admission]
     published = {"1337/tcp": spec.query_port, "7000/tcp": spec.rpc_port}
     started.append(
         api.run_container(
@@ -188,7 +201,7 @@ def start_services(client: docker.DockerClient, spec: ServicesSpec, started: lis
             spec.query_image,
             command=query_args,
             restart_policy=_RESTART,
-            **place.container_kwargs(query_labels, published),
+            **with_env(place.container_kwargs(query_labels, published), spec.secrets.query_env()),
         )
     )
 

@@ -6,7 +6,9 @@ Same constructor, labels, container names and behaviour as the original (referen
 default, where the original published on every interface); ports are never silently replaced by random ones (a taken
 port is an error);
 stopped containers are also removed; model replicas restart on failure; no Prometheus/exporter/fluentd containers
-are started (the query frontend serves ``/metrics`` itself).
+are started (the query frontend serves ``/metrics`` itself). The cluster has secrets (docs/security.md): its Redis
+requires a generated password, replicas need the RPC token (``rpc_admission="open"`` admits containers written for
+the original) and the management API can require a bearer token (``management_auth``).
 """
 
 from __future__ import annotations
@@ -34,9 +36,12 @@ from clipper_core.container_manager import (
     model_label,
     validate_model_name,
 )
-from clipper_core.errors import ContainerManagerError, DeploymentError
+from clipper_core.errors import ClipperException, ContainerManagerError, DeploymentError
+from clipper_core.rpc.admission import MODES as ADMISSION_MODES
+from clipper_core.secrets import bearer_header, generate
 from clipper_docker import _dockerapi as api
 from clipper_docker._build import build_model_image
+from clipper_docker._secrets import RPC_ADMISSION_LABEL, DockerSecrets, read_secrets, with_env
 from clipper_docker._services import (
     MGMT_PORT_LABEL,
     NETWORK_LABEL,
@@ -75,6 +80,7 @@ class DockerContainerManager(ContainerManager):
                 "publish_address",
                 "host address bridge-network ports are published on (default 127.0.0.1; 0.0.0.0 for every interface)",
             ),
+            ManagerOption("rpc_admission", "'token' (default): only replicas with the cluster's RPC token; 'open'"),
         )
 
     def __init__(
@@ -92,10 +98,16 @@ class DockerContainerManager(ContainerManager):
         docker_network: str = "clipper_network",
         extra_container_kwargs: dict[str, Any] | None = None,
         publish_address: str = "127.0.0.1",
+        redis_password: str | None = None,
+        rpc_admission: str = "token",
+        management_auth: bool = False,
     ) -> None:
         """The original's arguments, plus ``publish_address``: the host address the ports of a bridge-network
-        cluster are published on (``"0.0.0.0"`` for every interface, as the original did). Host networking always
-        binds 127.0.0.1."""
+        cluster are published on (``"0.0.0.0"`` for every interface, as the original did; host networking always
+        binds 127.0.0.1); ``redis_password``: the password of the external Redis at ``redis_ip`` (the cluster's own
+        Redis gets a generated one); ``rpc_admission``: ``"token"`` admits only replicas with the cluster's RPC
+        token, ``"open"`` every replica (containers written for the original); ``management_auth``: the management
+        API requires the cluster's bearer token (see docs/security.md)."""
         self.cluster_name = validate_model_name(cluster_name, "cluster name")
         self.cluster_identifier = cluster_name
         self.docker_ip_address = docker_ip_address
@@ -111,6 +123,13 @@ class DockerContainerManager(ContainerManager):
         self.prometheus_port = int(prometheus_port)
         self.docker_network = docker_network
         self.publish_address = publish_address
+        self.redis_password = redis_password  # of an external Redis; the cluster's own gets a generated one
+        if rpc_admission not in ADMISSION_MODES:
+            msg = f"rpc_admission must be one of {', '.join(ADMISSION_MODES)}, got {rpc_admission!r}"
+            raise ClipperException(msg)
+        self.rpc_admission = rpc_admission
+        self.management_auth = bool(management_auth)
+        self._secrets: DockerSecrets | None = None  # what the running cluster uses (start_clipper or connect)
         extra = dict(extra_container_kwargs or {})
         user_labels = dict(extra.pop("labels", None) or {})
         for key in ("network", "network_mode", "detach", "name"):
@@ -172,6 +191,20 @@ class DockerContainerManager(ContainerManager):
     def is_running(self) -> bool:
         return self._query_container() is not None
 
+    def cluster_secrets(self) -> DockerSecrets | None:
+        """The secrets of the running cluster (read from its containers' environment when this manager did not
+        start it and has not connected); ``None`` when it is not running or was started without them."""
+        if self._secrets is None:
+            query = self._query_container()
+            if query is not None:
+                mgmt = self._containers(CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL, all=False)
+                self._secrets = read_secrets(query, mgmt[0] if mgmt else None)
+        return self._secrets
+
+    def admin_headers(self) -> dict[str, str]:
+        found = self.cluster_secrets() if self.management_auth or self._secrets else None
+        return bearer_header(found.management_token) if found and found.management_token else {}
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update(
@@ -182,6 +215,8 @@ class DockerContainerManager(ContainerManager):
                 "rpc_port": self.clipper_rpc_port,
                 "redis": f"{self.redis_ip or self.docker_ip_address}:{self.redis_port}",
                 "external_redis": bool(self.redis_ip),
+                "rpc_admission": self.rpc_admission,
+                "management_auth": self.management_auth,
                 "containers": {c.name: c.status for c in self._containers()},
             }
         )
@@ -200,7 +235,12 @@ class DockerContainerManager(ContainerManager):
         )
 
     def services_spec(
-        self, query_frontend_image: str, mgmt_frontend_image: str, cache_size: int, timeout_content: int
+        self,
+        query_frontend_image: str,
+        mgmt_frontend_image: str,
+        cache_size: int,
+        timeout_content: int,
+        secrets: DockerSecrets,
     ) -> ServicesSpec:
         """What starting this cluster's Redis and frontends needs, frozen."""
         return ServicesSpec(
@@ -218,6 +258,8 @@ class DockerContainerManager(ContainerManager):
             cache_size=int(cache_size),
             timeout_content=int(timeout_content),
             start_timeout=self.start_timeout,
+            secrets=secrets,
+            rpc_admission=self.rpc_admission,
         )
 
     def start_clipper(
@@ -244,7 +286,11 @@ class DockerContainerManager(ContainerManager):
             self.log.info("removing %d stopped containers of an earlier run", len(leftovers))
             with api.docker_errors("Removing stopped containers"):
                 api.stop_and_remove(leftovers, graceful=False)
-        spec = self.services_spec(query_frontend_image, mgmt_frontend_image, cache_size, qf_http_timeout_content)
+        fresh = generate(self.redis_password, external_redis=bool(self.redis_ip))
+        secrets = DockerSecrets.generated(fresh, self.management_auth)
+        spec = self.services_spec(
+            query_frontend_image, mgmt_frontend_image, cache_size, qf_http_timeout_content, secrets
+        )
         for image in spec.images:
             api.ensure_image(self.docker_client, image)
         check_ports(spec)
@@ -260,6 +306,7 @@ class DockerContainerManager(ContainerManager):
             except Exception as exc:  # keep the original error
                 self.log.warning("cleanup after a failed start: %s", exc)
             raise
+        self._secrets = secrets
         self.log.info("Clipper is running (query %s, admin %s)", self.get_query_addr(), self.get_admin_addr())
 
     def connect(self) -> None:
@@ -277,6 +324,7 @@ class DockerContainerManager(ContainerManager):
             self.clipper_rpc_port = int(labels[RPC_PORT_LABEL])
             mgmt = self._containers(CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL, all=False)
             mgmt_port = mgmt[0].labels.get(MGMT_PORT_LABEL) if mgmt else labels.get(MGMT_PORT_LABEL)
+            self._secrets = read_secrets(query, mgmt[0] if mgmt else None)
             self.clipper_management_port = int(mgmt_port)
             self.redis_port = int(labels.get(REDIS_PORT_LABEL, self.redis_port))
         except (KeyError, TypeError, ValueError) as exc:
@@ -284,6 +332,10 @@ class DockerContainerManager(ContainerManager):
             raise ContainerManagerError(msg) from exc
         self.redis_ip = labels.get(REDIS_IP_LABEL) or None
         self.docker_network = labels.get(NETWORK_LABEL, self.docker_network)
+        self.rpc_admission = labels.get(RPC_ADMISSION_LABEL) or "open"  # a cluster started without RPC admission
+        self.management_auth = bool(self._secrets and self._secrets.management_token)
+        if self._secrets is not None and self.redis_ip:
+            self.redis_password = self._secrets.redis_password
         self.log.info("connected (query %s, admin %s)", self.get_query_addr(), self.get_admin_addr())
 
     def stop_all(self, graceful: bool = True) -> None:
@@ -301,6 +353,7 @@ class DockerContainerManager(ContainerManager):
         with api.docker_errors(f"Stopping cluster {self.cluster_name}"):
             for level in sorted(set(order.values())):
                 api.stop_and_remove([c for c in containers if rank(c) == level], graceful, self.stop_timeout)
+        self._secrets = None
         self.log.info("stopped and removed %d containers", len(containers))
 
     # -- models -------------------------------------------------------------------------------------
@@ -390,7 +443,8 @@ class DockerContainerManager(ContainerManager):
         else:
             env.update(CLIPPER_IP=query.name, CLIPPER_PORT=str(in_network_port("rpc")))
         kwargs = self.placement.container_kwargs({CLIPPER_MODEL_CONTAINER_LABEL: model_label(name, version)})
-        kwargs["environment"] = {**(kwargs.get("environment") or {}), **env}
+        found = read_secrets(query, None)  # the token of the running cluster, whoever started it
+        kwargs = with_env(kwargs, {**env, **(found.replica_env() if found else {})})
         kwargs.setdefault("restart_policy", {"Name": "on-failure"})
         return api.run_container(self.docker_client, f"{name}_{version}", image, **kwargs)
 
