@@ -240,3 +240,17 @@ def stop_and_remove(containers: list[Any], graceful: bool = True, timeout: int =
     with ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
         for future in [pool.submit(one, c) for c in containers]:
             future.result()
+
+
+def write_logs(containers: list[Any], logging_dir: str) -> list[str]:
+    """Write each container's output to ``logging_dir/image_<id>:container_<id>.log``; the paths written."""
+    os.makedirs(logging_dir, exist_ok=True)
+    paths = []
+    for c in containers:
+        image_id = str(c.attrs.get("Image", ""))  # c.image would fail once the image is deleted
+        short = image_id[:17] if image_id.startswith("sha256:") else image_id[:10]
+        path = os.path.join(logging_dir, f"image_{short}:container_{c.short_id}.log")
+        with open(path, "wb") as f:
+            f.write(c.logs(stdout=True, stderr=True))
+        paths.append(path)
+    return paths

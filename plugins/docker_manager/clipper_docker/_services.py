@@ -24,6 +24,7 @@ import docker.errors
 
 from clipper_core.container_manager import (
     CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
+    CLIPPER_MODEL_CONTAINER_LABEL,
     CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL,
 )
 from clipper_core.ports import check_ports as shared_check_ports
@@ -216,3 +217,19 @@ def start_services(client: docker.DockerClient, spec: ServicesSpec, started: lis
         spec.start_timeout,
         extra_check=lambda: all(api.http_ok(u) for u in urls),
     )
+
+
+def stop_in_order(containers: list[Any], graceful: bool, timeout: int) -> None:
+    """Stop and remove a cluster's containers: model replicas first, then the query and the management frontend,
+    Redis last."""
+
+    def rank(c: Any) -> int:
+        labels = c.labels
+        if CLIPPER_MODEL_CONTAINER_LABEL in labels:
+            return 0
+        if CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL in labels:
+            return 1
+        return 2 if CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL in labels else 3
+
+    for level in range(4):
+        api.stop_and_remove([c for c in containers if rank(c) == level], graceful, timeout)

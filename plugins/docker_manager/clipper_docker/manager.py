@@ -55,6 +55,7 @@ from clipper_docker._services import (
     ensure_network,
     in_network_port,
     start_services,
+    stop_in_order,
 )
 
 logger = logging.getLogger(__name__)
@@ -340,19 +341,8 @@ class DockerContainerManager(ContainerManager):
 
     def stop_all(self, graceful: bool = True) -> None:
         containers = self._containers()
-        order = {"model": 0, "query": 1, "mgmt": 2, "redis": 3}
-
-        def rank(c: Any) -> int:
-            labels = c.labels
-            if CLIPPER_MODEL_CONTAINER_LABEL in labels:
-                return order["model"]
-            if CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL in labels:
-                return order["query"]
-            return order["mgmt"] if CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL in labels else order["redis"]
-
         with api.docker_errors(f"Stopping cluster {self.cluster_name}"):
-            for level in sorted(set(order.values())):
-                api.stop_and_remove([c for c in containers if rank(c) == level], graceful, self.stop_timeout)
+            stop_in_order(containers, graceful, self.stop_timeout)
         self._secrets = None
         self.log.info("stopped and removed %d containers", len(containers))
 
@@ -463,14 +453,5 @@ class DockerContainerManager(ContainerManager):
         if self.centralize_log:
             msg = "get_logs with use_centralized_log (fluentd) is not supported"
             raise NotImplementedError(msg)
-        os.makedirs(logging_dir, exist_ok=True)
-        paths = []
         with api.docker_errors("Reading container logs"):
-            for c in self._containers():
-                image_id = str(c.attrs.get("Image", ""))  # c.image would fail once the image is deleted
-                short = image_id[:17] if image_id.startswith("sha256:") else image_id[:10]
-                path = os.path.join(logging_dir, f"image_{short}:container_{c.short_id}.log")
-                with open(path, "wb") as f:
-                    f.write(c.logs(stdout=True, stderr=True))
-                paths.append(path)
-        return paths
+            return api.write_logs(self._containers(), logging_dir)
