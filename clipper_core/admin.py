@@ -268,12 +268,12 @@ class ClipperConnection:
             raise DeploymentError(msg)
         try:
             self.cm.deploy_model(name, version, input_type, image, num_replicas=num_replicas)
-        except ClipperException:
+            if num_replicas > 0:
+                self._wait_for_replica(name, version)
+            self.register_model(name, version, input_type, image=image, labels=labels, batch_size=batch_size)
+        except BaseException:  # an error, Ctrl-C: no replica is left running for a version that is not registered
             self._stop_quietly(name, version)
             raise
-        if num_replicas > 0:
-            self._wait_for_replica(name, version)
-        self.register_model(name, version, input_type, image=image, labels=labels, batch_size=batch_size)
         logger.info("Done deploying model %s:%s", name, version)
 
     def _wait_for_replica(self, name: str, version: str) -> None:

@@ -15,6 +15,7 @@ import requests
 
 from clipper_core.local.redis_server import stop_process
 from clipper_core.ports import free_ports, wait_for_port
+from clipper_core.secrets import without_secrets
 from tests._wait import wait_until
 
 
@@ -87,8 +88,14 @@ class Frontend:
 
 
 @contextmanager
-def query_frontend(redis_port: int, tmp: Path, *extra: str, max_open_files: int | None = None) -> Iterator[Frontend]:
-    """A query frontend process with the options ``extra``; ``max_open_files`` lowers its RLIMIT_NOFILE."""
+def query_frontend(
+    redis_port: int, tmp: Path, *extra: str, max_open_files: int | None = None, env: dict[str, str] | None = None
+) -> Iterator[Frontend]:
+    """A query frontend process with the options ``extra``; ``max_open_files`` lowers its RLIMIT_NOFILE.
+
+    It inherits the environment without any cluster secret of the shell (a developer's CLIPPER_RPC_TOKEN must not
+    change what the tests see); ``env`` adds variables on top.
+    """
     port, rpc_port = free_ports(2)
     log = tmp / f"query-{port}.log"
 
@@ -114,7 +121,7 @@ def query_frontend(redis_port: int, tmp: Path, *extra: str, max_open_files: int 
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**without_secrets(os.environ), "PYTHONUNBUFFERED": "1", **(env or {})},
             preexec_fn=limit_files if max_open_files is not None else None,
         )
     try:

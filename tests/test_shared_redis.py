@@ -3,6 +3,7 @@ to it, replica ids stay unique across them, and no frontend removes another's re
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,7 +48,11 @@ def test_two_frontends_share_one_redis(redis_server: tuple[str, int], tmp_path: 
             a.wait_until(lambda: len(_records(a)) == 2, what="both replica records")
             records = _records(a)
             assert len({r["model_replica_id"] for r in records.values()}) == 2  # unique across frontends
-            by_frontend = {r["frontend"].rsplit(":", 1)[0]: key for key, r in records.items()}
+            # "<hostname>:<rpc host>:<rpc port>:<pid>": which frontend wrote the record
+            by_frontend = {
+                r["frontend"].rsplit(":", 1)[0].removeprefix(f"{socket.gethostname()}:"): key
+                for key, r in records.items()
+            }
             assert set(by_frontend) == {f"127.0.0.1:{a.rpc_port}", f"127.0.0.1:{b.rpc_port}"}, records
 
             b.proc.terminate()  # b goes away: it removes its own record and nobody else's

@@ -22,11 +22,21 @@ from typing import Any, TypeVar
 
 import cloudpickle
 
+from clipper_core.local._state import pid_alive, recorded_pids
 from clipper_core.testing.fake import FakeBackend, FakeContainerManager, FakePlugin
 
 T = TypeVar("T")
 
-__all__ = ["FakeBackend", "FakeContainerManager", "FakePlugin", "feature_sum", "save_closure", "wait_until"]
+__all__ = [
+    "FakeBackend",
+    "FakeContainerManager",
+    "FakePlugin",
+    "feature_sum",
+    "pid_alive",
+    "recorded_pids",
+    "save_closure",
+    "wait_until",
+]
 
 
 def feature_sum(xs: Any) -> list[str]:  # noqa: ANN401 - whatever batch type the input type decodes to

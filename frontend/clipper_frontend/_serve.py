@@ -74,7 +74,12 @@ async def _probe(host: str, port: int, timeout: float, password: str | None = No
     """One PING on a throw-away connection without redis-py's retries and backoff (which make a refused attempt
     take ~4 s), so attempts really come once per interval."""
     probe = aioredis.Redis(
-        host=host, port=port, password=password, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        host=host,
+        port=port,
+        password=password,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,  # a Redis that accepts but never answers (stopped, half-open) must not hang us
+        retry=Retry(NoBackoff(), 0),
     )
     try:
         await probe.ping()

@@ -143,9 +143,9 @@ def test_only_replicas_with_the_token_get_queries(conn: ClipperConnection) -> No
 def test_open_admission_accepts_original_containers(
     redis_server: tuple[str, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(ENV_RPC_TOKEN, "the-token")
     redis.Redis(port=redis_server[1]).flushall()
-    with query_frontend(redis_server[1], tmp_path, "--rpc-admission", "open") as fe:
+    # The frontend has a token, but open admission lets a replica without one register.
+    with query_frontend(redis_server[1], tmp_path, "--rpc-admission", "open", env={ENV_RPC_TOKEN: "the-token"}) as fe:
         fe.add_app("open-app")
         fe.add_model("open-model", "1")
         fe.link("open-app", "open-model")

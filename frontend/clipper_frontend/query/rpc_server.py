@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -50,7 +51,10 @@ class RPCServer:
         self.input_types = input_types
         self.host = host
         self.port = port
-        self.frontend_id = f"{host}:{port}:{os.getpid()}"
+        # Unique per process and machine: query frontends in separate containers or pods all bind 0.0.0.0:7000 and
+        # often run as pid 1, and each must recognise only its own earlier records as stale.
+        self._record_prefix = f"{socket.gethostname()}:{host}:{port}:"
+        self.frontend_id = f"{self._record_prefix}{os.getpid()}"
         self.activity_timeout = activity_timeout
         self.admission = admission or Admission(None)  # who may register (clipper_core.rpc.admission)
         self.ctx = zmq.Context.instance()
@@ -63,7 +67,7 @@ class RPCServer:
         self._drain_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         # Replica records are written (and deleted) in the background, retried while Redis is away.
-        self.records = ReplicaRecords(store, self.frontend_id, f"{host}:{port}:")
+        self.records = ReplicaRecords(store, self.frontend_id, self._record_prefix)
         view.on_redis_restored.append(self.records.resync)
         engine.sender = self.send_batch
 
@@ -114,9 +118,8 @@ class RPCServer:
 
     async def _forget_stale_records(self) -> None:
         """Replica records left by an earlier run of this frontend describe connections that no longer exist."""
-        prefix = f"{self.host}:{self.port}:"
         for record in await self.store.list_containers():
-            if record.get("frontend", "").startswith(prefix):
+            if record.get("frontend", "").startswith(self._record_prefix):
                 await self.store.delete_container(
                     record["model_name"], record["model_version"], record["model_replica_id"]
                 )

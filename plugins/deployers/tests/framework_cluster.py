@@ -19,9 +19,8 @@ import requests
 
 from clipper_admin import ClipperConnection, LocalContainerManager
 from clipper_core.files import read_json
-from clipper_core.local._state import pid_alive, recorded_pids
 from clipper_core.ports import free_ports
-from clipper_core.testing import wait_until
+from clipper_core.testing import pid_alive, recorded_pids, wait_until
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -30,7 +29,7 @@ def require(module: str, extra: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         reason = f"{module} is not installed (pip install 'clipper-deployers[{extra}]'): {exc}"
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason, allow_module_level=True)
 

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from clipper_core.files import read_json
-from clipper_core.local._state import pid_alive, recorded_pids
 from clipper_core.ports import free_ports
-from clipper_core.testing import wait_until
+from clipper_core.testing import pid_alive, recorded_pids, wait_until
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -35,7 +35,7 @@ def docker_client(k8s: Cluster) -> Iterator[Any]:
     if os.geteuid() != 0:
         unavailable("the NodePort forwarder needs root (setns into the pods' network namespace)")
     try:
-        from clipper_docker._dockerapi import connect_docker
+        from clipper_docker import connect_docker
         from clipper_docker.images import build_images
     except ImportError as exc:
         unavailable(f"clipper-docker is not importable ({exc})")
