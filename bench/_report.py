@@ -91,11 +91,12 @@ def write_results(
     started: dt.datetime,
     ratios: list[str],
     machine: dict[str, str],
+    title: str = "",
 ) -> None:
     """Append the run's section (machine, settings, one table row per point, the ratios) to bench/RESULTS.md."""
     a = args
     lines = [
-        f"## {started:%Y-%m-%d %H:%M} UTC, commit `{machine['commit']}`",
+        f"## {started:%Y-%m-%d %H:%M} UTC, commit `{machine['commit']}`" + (f", {title}" if title else ""),
         "",
         f"- machine: {machine['nproc']} × {machine['cpu']}, Linux {machine['kernel']}, Python {machine['python']}"
         f" (load average before the run: {machine['loadavg']})",

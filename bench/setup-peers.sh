@@ -5,6 +5,7 @@
 #
 #   bash bench/setup-peers.sh                 # litserve mlserver ray bentoml + py-spy (tools)
 #   bash bench/setup-peers.sh litserve tools  # only those
+#   bash bench/setup-peers.sh litserve-torch  # LitServe with torch (CPU), for bench/frameworks.py
 #
 # A peer whose install fails is skipped (its venv is removed) and reported; the script itself still
 # exits 0 so bench/run.sh goes on with whatever installed. Re-running is cheap: a stamp file per venv
@@ -17,6 +18,7 @@ mkdir -p "$ROOT"
 
 declare -A SPECS=(
     [litserve]="litserve"
+    [litserve-torch]="litserve torch==2.13.0"  # bench/frameworks.py: the torch MLP under LitServe's own batching
     [mlserver]="mlserver uvloop<0.22"  # MLServer 1.7 workers break with uvloop>=0.22 (no implicit event loop)
     [ray]="ray[serve]"
     [bentoml]="bentoml"
@@ -25,6 +27,7 @@ declare -A SPECS=(
 # What each venv must be able to import (or run) afterwards, to prove the install is usable.
 declare -A CHECKS=(
     [litserve]="import litserve"
+    [litserve-torch]="import litserve, torch"
     [mlserver]="import mlserver"
     [ray]="import ray, ray.serve"
     [bentoml]="import bentoml"
