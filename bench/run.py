@@ -118,7 +118,7 @@ class Bench:
 
     # -- ours -----------------------------------------------------------------------------------------
 
-    def start_cluster(self, models: list[tuple[Any, ...]]) -> None:
+    def start_cluster(self, models: list[tuple[Any, ...]]) -> Any:  # the ClipperConnection
         clipper_home = tempfile.mkdtemp(prefix="clipper-bench-home-")
         os.environ["CLIPPER_HOME"] = clipper_home
         from clipper_admin import ClipperConnection, LocalContainerManager
