@@ -161,6 +161,10 @@ def test_looks_like_ours_needs_the_cluster_dir(
         "marker-and-port": subprocess.Popen(
             [sys.executable, "-c", sleeper, "clipper_core.container", "--port", str(port)], env=base
         ),
+        # One of the cluster's ports (2) as digits inside a path is not the port.
+        "digit-in-a-path": subprocess.Popen(
+            [sys.executable, "-c", sleeper, "clipper_core.container", str(tmp_path / "clone2" / "x")], env=base
+        ),
     }
     try:
         # Until a child has exec'ed, it still shows this process's command line and environment.
@@ -168,7 +172,13 @@ def test_looks_like_ours_needs_the_cluster_dir(
             wait_until(lambda proc=proc: sleeper in psutil.Process(proc.pid).cmdline(), what="the child to exec")
         # a readable environment decides, whatever the command line says
         verdicts = {name: looks_like_ours(proc.pid, root) for name, proc in procs.items()}
-        assert verdicts == {"unrelated": False, "other-cluster": False, "ours": True, "marker-and-port": False}
+        assert verdicts == {
+            "unrelated": False,
+            "other-cluster": False,
+            "ours": True,
+            "marker-and-port": False,
+            "digit-in-a-path": False,
+        }
 
         def denied(self: psutil.Process) -> dict[str, str]:
             raise psutil.AccessDenied(self.pid)
@@ -176,7 +186,13 @@ def test_looks_like_ours_needs_the_cluster_dir(
         monkeypatch.setattr(psutil.Process, "environ", denied)
         # unreadable: a cluster marker *and* the cluster's dir or one of its ports are needed
         verdicts = {name: looks_like_ours(proc.pid, root) for name, proc in procs.items()}
-        assert verdicts == {"unrelated": False, "other-cluster": True, "ours": False, "marker-and-port": True}
+        assert verdicts == {
+            "unrelated": False,
+            "other-cluster": True,
+            "ours": False,
+            "marker-and-port": True,
+            "digit-in-a-path": False,
+        }
     finally:
         for proc in procs.values():
             proc.kill()

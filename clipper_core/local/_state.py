@@ -196,14 +196,18 @@ def looks_like_ours(pid: int | None, root: Path) -> bool:
     if environ:  # empty: unreadable, or wiped by a process title rewrite (older redis-server)
         return environ.get(ENV_CLUSTER_DIR) == str(root)
     try:
-        cmdline = " ".join(proc.cmdline())
+        args = proc.cmdline()
     except psutil.Error:
         return False
+    cmdline = " ".join(args)
     if not any(marker in cmdline for marker in PROCESS_MARKERS):
         return False
     if str(root) in cmdline:
         return True
-    return any(re.search(rf"(?<!\d){port}(?!\d)", cmdline) for port in cluster_ports(root))
+    # A port counts only as a whole argument (``--port 1337``, ``--port=1337``, ``tcp://host:7000``), never as digits
+    # that happen to stand somewhere in a path.
+    ports = {str(port) for port in cluster_ports(root)}
+    return any(arg in ports or re.split(r"[=:]", arg)[-1] in ports for arg in args)
 
 
 def signal_pid(pid: int, sig: int) -> bool:
