@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,20 @@ def cleanup_from_state(state_path: Path) -> None:
         print(f"bench: cleanup: stopping cluster {state['cluster']}", file=sys.stderr)
         stop_cluster(state.get("clipper_home"), state.get("cluster"))
     state_path.unlink(missing_ok=True)
+
+
+def bound_run(max_seconds: float) -> None:
+    """SIGTERM becomes a KeyboardInterrupt and the whole run ends with a TimeoutError after ``max_seconds``, so the
+    caller's ``finally`` stops everything the run started either way."""
+
+    def on_signal(signum: int, _frame: object) -> None:
+        msg = f"signal {signum}"
+        raise KeyboardInterrupt(msg)
+
+    def on_alarm(_signum: int, _frame: object) -> None:
+        msg = f"the run exceeded --max-seconds={max_seconds:g}"
+        raise TimeoutError(msg)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(int(max_seconds))

@@ -31,7 +31,7 @@ from typing import Any
 import requests
 from _metrics import Snapshot
 from _paths import CLUSTER_NAME, PEERS_DIR, PEERS_VENV, RESULTS_DIR, RESULTS_MD, ROOT
-from _procs import Processes, cleanup_from_state
+from _procs import Processes, bound_run, cleanup_from_state
 from _report import find_point, machine_info, write_results
 from _targets import sample_body
 from _wrk import Point, wrk_cpu_prefix
@@ -333,17 +333,7 @@ def main() -> None:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("CLIPPER_SPARK_CONF", FAST_START)  # read by this process's driver and the replicas'
 
-    def on_signal(signum: int, _frame: object) -> None:
-        msg = f"signal {signum}"
-        raise KeyboardInterrupt(msg)
-
-    def on_alarm(_signum: int, _frame: object) -> None:
-        msg = f"the run exceeded --max-seconds={args.max_seconds:g}"
-        raise TimeoutError(msg)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.max_seconds))
+    bound_run(args.max_seconds)
     procs = Processes(args.state)
     try:
         FrameworkBench(args, procs).run()

@@ -37,7 +37,7 @@ from typing import Any
 
 from _metrics import Snapshot, point_defaults, point_mean_batch
 from _paths import CLUSTER_NAME, RESULTS_DIR, RESULTS_MD, ROOT
-from _procs import Processes, cleanup_from_state
+from _procs import Processes, bound_run, cleanup_from_state
 from _profile import profile
 from _report import machine_info, median_points, ratio_lines, write_results
 from _targets import PEERS, Target, wait_answering
@@ -330,17 +330,7 @@ def main() -> None:
         msg = "wrk is not installed (apt-get install -y wrk, or use bash bench/run.sh)"
         raise SystemExit(msg)
 
-    def on_signal(signum: int, _frame: object) -> None:
-        msg = f"signal {signum}"
-        raise KeyboardInterrupt(msg)
-
-    def on_alarm(_signum: int, _frame: object) -> None:
-        msg = f"the run exceeded --max-seconds={args.max_seconds:g}"
-        raise TimeoutError(msg)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.max_seconds))
+    bound_run(args.max_seconds)
     procs = Processes(args.state)
     try:
         if args.profile:
