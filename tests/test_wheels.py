@@ -39,7 +39,15 @@ PROJECTS = {
 IN_CI = os.environ.get("CI", "").lower() == "true"
 #: The Docker part tags its images under this registry, so it never replaces the images other clusters use.
 REGISTRY = "clipper-wheeltest"
-IMAGES = ("management_frontend", "python-closure-container", "query_frontend", "redis")
+IMAGES = (
+    "management_frontend",
+    "python-closure-container",
+    "query_frontend",
+    "redis",
+    "pyspark-container",
+    "pytorch-container",
+    "onnx-container",
+)
 _IGNORE = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache")
 
 pytestmark = pytest.mark.timeout(1500)

@@ -98,10 +98,19 @@ def ensure_image(
         reason = getattr(exc, "explanation", None) or str(exc)
         msg = (
             f"Docker {what} {image} does not exist locally and could not be pulled ({reason}). "
-            "Build the Clipper images with `clipper images build` (or `clipper-images build`), or pass an image "
-            "that exists."
+            f"Build the Clipper images with {build_command(image)}, or pass an image that exists."
         )
         raise error(msg) from exc
+
+
+def build_command(image: str) -> str:
+    """The ``clipper images build`` command that builds ``image`` when it is one of ours, else the plain one."""
+    from clipper_docker.images.build import DEFAULT_IMAGES, IMAGE_NAMES
+
+    name = image.rsplit("/", 1)[-1].split(":", 1)[0]
+    if name in IMAGE_NAMES and name not in DEFAULT_IMAGES:
+        return f"`clipper images build --only {name}`"
+    return "`clipper images build` (or `clipper-images build`)"
 
 
 def daemon_is_local() -> bool:

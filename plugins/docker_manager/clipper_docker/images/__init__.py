@@ -4,7 +4,7 @@ Dockerfiles, shipped as package data in ``dockerfiles/``."""
 
 from __future__ import annotations
 
-from clipper_docker.images.build import IMAGE_NAMES, build_images, image_tag
+from clipper_docker.images.build import DEFAULT_IMAGES, IMAGE_NAMES, build_images, image_tag
 from clipper_docker.images.cli import main
 
-__all__ = ["IMAGE_NAMES", "build_images", "image_tag", "main"]
+__all__ = ["DEFAULT_IMAGES", "IMAGE_NAMES", "build_images", "image_tag", "main"]

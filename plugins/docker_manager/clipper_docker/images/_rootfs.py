@@ -1,6 +1,8 @@
-"""A Python base image made without any registry: ``debootstrap`` a Debian rootfs, then ``docker import`` it.
+"""Base images made without any image registry: ``debootstrap`` a Debian rootfs, then ``docker import`` it.
 
-The rootfs tarball is cached under the cache directory and the imported image is reused while it exists.
+Two flavours: Python alone (:data:`PYTHON`, the base of every image) and Python with a Java runtime (:data:`JAVA`,
+the base of ``pyspark-container``). Each rootfs tarball is cached under the cache directory and the imported image
+is reused while it exists.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -23,8 +26,30 @@ logger = logging.getLogger(__name__)
 
 SUITE = "bookworm"  # its python3 is 3.11, the version the client pickles closures with
 PACKAGES = ("python3", "python3-pip", "python3-venv", "ca-certificates")
+#: The Java runtime PySpark replicas start (bookworm's OpenJDK 17, the release Spark 3.5 and 4 support).
+JAVA_PACKAGES = ("openjdk-17-jre-headless",)
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-BASE_TAG = f"clipper/debian-python3:{SUITE}"
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """One debootstrap base image: its tag, the packages it includes and its cached tarball's name."""
+
+    tag: str
+    packages: tuple[str, ...]
+    tarball: str
+    #: roughly how long debootstrap takes, for the progress line
+    duration: str
+
+
+PYTHON = Flavour(f"clipper/debian-python3:{SUITE}", PACKAGES, f"rootfs-{SUITE}-python3.tar", "about a minute")
+JAVA = Flavour(
+    f"clipper/debian-python3-java:{SUITE}",
+    PACKAGES + JAVA_PACKAGES,
+    f"rootfs-{SUITE}-python3-java.tar",
+    "a few minutes",
+)
+BASE_TAG = PYTHON.tag
 IMPORT_CHANGES = [
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "ENV LANG=C.UTF-8",
@@ -120,8 +145,10 @@ def _safe_rmtree(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def make_rootfs_tarball(tarball: Path, say: Callable[[str], None], mirror: str | None = None) -> None:
-    """debootstrap a minimal Debian with python3 into a temporary directory and tar it into ``tarball``."""
+def make_rootfs_tarball(
+    tarball: Path, say: Callable[[str], None], mirror: str | None = None, flavour: Flavour = PYTHON
+) -> None:
+    """debootstrap a minimal Debian with ``flavour``'s packages into a temporary directory, tar it into ``tarball``."""
     if shutil.which("debootstrap") is None:
         msg = "debootstrap is not installed: `sudo apt-get install -y debootstrap` (or pass --base-image IMAGE)"
         raise DeploymentError(msg)
@@ -132,8 +159,9 @@ def make_rootfs_tarball(tarball: Path, say: Callable[[str], None], mirror: str |
     tarball.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="clipper-rootfs-", dir=tarball.parent))
     target = work / "rootfs"
-    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(target), mirror]
-    say(f"debootstrap {SUITE} from {mirror} (about a minute): {' '.join(cmd)}")
+    include = ",".join(flavour.packages)
+    cmd = ["debootstrap", "--variant=minbase", f"--include={include}", SUITE, str(target), mirror]
+    say(f"debootstrap {SUITE} from {mirror} ({flavour.duration}): {' '.join(cmd)}")
     log = work / "debootstrap.log"
     try:
         with open(log, "wb") as out:
@@ -158,10 +186,12 @@ def ensure_base_image(
     client: docker.DockerClient,
     cache_dir: Path,
     say: Callable[[str], None],
-    tag: str = BASE_TAG,
+    flavour: Flavour = PYTHON,
     rebuild: bool = False,
 ) -> str:
-    """Return ``tag``, importing the cached (or freshly debootstrapped) rootfs tarball unless the image exists."""
+    """Return ``flavour.tag``, importing the cached (or freshly debootstrapped) rootfs tarball unless the image
+    exists."""
+    tag = flavour.tag
     if not rebuild:
         try:
             image = client.images.get(tag)
@@ -169,9 +199,9 @@ def ensure_base_image(
             return tag
         except docker.errors.ImageNotFound:
             pass
-    tarball = cache_dir / f"rootfs-{SUITE}-python3.tar"
+    tarball = cache_dir / flavour.tarball
     if rebuild or not tarball.is_file():
-        make_rootfs_tarball(tarball, say)
+        make_rootfs_tarball(tarball, say, flavour=flavour)
     else:
         say(f"reusing the cached rootfs {tarball}")
     repo, _, version = tag.rpartition(":")

@@ -38,27 +38,34 @@ def user_wheelhouse(explicit: Path | None) -> Path | None:
     return chosen
 
 
-def _digest(paths: list[Path]) -> str:
+def wheel_digest(paths: list[Path]) -> str:
+    """Hash of the names and bytes of ``paths``, in name order."""
     digest = hashlib.sha256()
     for f in sorted(paths, key=lambda p: p.name):
         digest.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
     return digest.hexdigest()
 
 
-def _resolve_deps(
-    project: list[Path], cached: Path, out: Path, find_links: list[Path], say: Callable[[str], None]
+def resolve_wheels(
+    requirements: list[str],
+    cached: Path,
+    out: Path,
+    find_links: list[Path],
+    what: str,
+    say: Callable[[str], None],
 ) -> None:
-    """``pip wheel`` the dependencies of ``project`` into ``out``: from the cache alone if it has them all."""
+    """``pip wheel`` ``requirements`` and everything they need into ``out``: from ``cached`` and ``find_links``
+    alone when they hold it all, else also from the package index."""
     links = [arg for d in (cached, *find_links) if d.is_dir() for arg in ("--find-links", str(d))]
-    args = ["-w", str(out), *links, *(str(w) for w in project), *EXTRA_WHEELS]
+    args = ["-w", str(out), *links, *requirements]
     if cached.is_dir():
         try:
-            pip_wheel(["--no-index", *args], "collecting the dependencies from the cache")
+            pip_wheel(["--no-index", *args], f"collecting {what} from the cache")
             return
         except DeploymentError as exc:
-            logger.debug("the cached wheels do not cover the dependencies: %s", exc)
-    say("fetching the dependencies' wheels (pip wheel; cached afterwards)")
-    pip_wheel(args, "fetching the dependencies' wheels")
+            logger.debug("the cached wheels do not cover %s: %s", what, exc)
+    say(f"fetching {what} (pip wheel; cached afterwards)")
+    pip_wheel(args, f"fetching {what}")
 
 
 def ensure_wheelhouse(
@@ -76,7 +83,7 @@ def ensure_wheelhouse(
     with tempfile.TemporaryDirectory(prefix="clipper-wheels-", dir=root) as tmp:
         fresh = Path(tmp) / "clipper"
         wheels = project_wheels(dists, fresh, say, wheelhouse, version)
-        key = hashlib.sha256(f"{_digest(wheels)} {EXTRA_WHEELS}".encode()).hexdigest()
+        key = hashlib.sha256(f"{wheel_digest(wheels)} {EXTRA_WHEELS}".encode()).hexdigest()
         try:
             unchanged = json.loads(stamp.read_text()).get("inputs") == key
         except (OSError, ValueError):
@@ -85,7 +92,9 @@ def ensure_wheelhouse(
             say(f"wheelhouse {root} is up to date")
             return root
         resolved = Path(tmp) / "resolved"
-        _resolve_deps(wheels, root / "deps", resolved, [wheelhouse] if wheelhouse else [], say)
+        requirements = [*(str(w) for w in wheels), *EXTRA_WHEELS]
+        links = [wheelhouse] if wheelhouse else []
+        resolve_wheels(requirements, root / "deps", resolved, links, "the dependencies' wheels", say)
         ours = tuple(f"{wheel_prefix(d)}-" for d in dists)
         deps = Path(tmp) / "deps"
         deps.mkdir()
@@ -102,4 +111,4 @@ def ensure_wheelhouse(
 
 def wheelhouse_digest(root: Path) -> str:
     """Hash of the wheel files themselves (names and bytes)."""
-    return _digest([*root.glob("clipper/*.whl"), *root.glob("deps/*.whl")])
+    return wheel_digest([*root.glob("clipper/*.whl"), *root.glob("deps/*.whl")])

@@ -8,6 +8,11 @@ Steps (each cached, so a second run takes seconds):
 3. the images ``<registry>/{query_frontend,management_frontend,python-closure-container,redis}:<version>`` from the
    Dockerfiles shipped in this package (``clipper_docker/images/dockerfiles/``), each skipped when its inputs
    (Dockerfile, wheels, base image) are unchanged.
+
+The framework model images (``pyspark-container``, ``pytorch-container``, ``onnx-container``; see
+:mod:`.frameworks`) are built only when named (``--only NAME`` or ``--all``). They add ``clipper-deployers`` and
+the framework's wheels; ``pyspark-container`` is built on a base with a Java runtime (``--java-base-image``, else
+one made with debootstrap like the Python base).
 """
 
 from __future__ import annotations
@@ -31,12 +36,16 @@ from clipper_core import __version__
 from clipper_core.errors import DeploymentError
 from clipper_core.files import write_json_atomic
 from clipper_docker._dockerapi import connect_docker, docker_errors
-from clipper_docker.images._rootfs import BASE_TAG, ensure_base_image
-from clipper_docker.images._wheelhouse import ensure_wheelhouse, user_wheelhouse, wheelhouse_digest
+from clipper_docker.images._rootfs import BASE_TAG, JAVA, ensure_base_image
+from clipper_docker.images._wheelhouse import ensure_wheelhouse, user_wheelhouse, wheel_digest, wheelhouse_digest
+from clipper_docker.images.frameworks import FRAMEWORK_IMAGES, ensure_framework_wheels
 
 logger = logging.getLogger(__name__)
 
-IMAGE_NAMES = ("redis", "management_frontend", "query_frontend", "python-closure-container")
+#: What ``clipper images build`` builds unless told otherwise: a cluster and the Python closure image.
+DEFAULT_IMAGES = ("redis", "management_frontend", "query_frontend", "python-closure-container")
+#: Every image it can build, in build order.
+IMAGE_NAMES = (*DEFAULT_IMAGES, *FRAMEWORK_IMAGES)
 #: Images that install clipper-frontend (all but redis install clipper-core).
 FRONTEND_IMAGES = ("management_frontend", "query_frontend")
 PUBLIC_BASE = "python:3.11-slim"
@@ -87,20 +96,28 @@ def image_tag(registry: str, name: str, version: str = __version__) -> str:
     return f"{registry}/{name}:{version}" if registry else f"{name}:{version}"
 
 
+def ensure_present(client: docker.DockerClient, image: str, say: Callable[[str], None]) -> str:
+    """``image``, pulled if it is not present.
+
+    :raises DeploymentError: neither present nor pullable.
+    """
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        say(f"pulling base image {image}")
+        try:
+            client.images.pull(image)
+        except docker.errors.APIError as exc:
+            msg = f"Base image {image} is not present and cannot be pulled: {exc.explanation or exc}"
+            raise DeploymentError(msg) from exc
+    return image
+
+
 def choose_base_image(
     client: docker.DockerClient, cache_dir: Path, say: Callable[[str], None], base_image: str | None, offline: bool
 ) -> str:
     if base_image:
-        try:
-            client.images.get(base_image)
-        except docker.errors.ImageNotFound:
-            say(f"pulling base image {base_image}")
-            try:
-                client.images.pull(base_image)
-            except docker.errors.APIError as exc:
-                msg = f"Base image {base_image} is not present and cannot be pulled: {exc.explanation or exc}"
-                raise DeploymentError(msg) from exc
-        return base_image
+        return ensure_present(client, base_image, say)
     try:
         client.images.get(BASE_TAG)
         return ensure_base_image(client, cache_dir, say)
@@ -162,7 +179,7 @@ def _stream_build(
 def build_images(
     registry: str = "clipper",
     version: str = __version__,
-    names: Sequence[str] = IMAGE_NAMES,
+    names: Sequence[str] = DEFAULT_IMAGES,
     base_image: str | None = None,
     cache_dir: Path | None = None,
     images_dir: Path | None = None,
@@ -173,15 +190,18 @@ def build_images(
     verbose: bool = False,
     say: Callable[[str], None] | None = None,
     client: docker.DockerClient | None = None,
+    java_base_image: str | None = None,
 ) -> dict[str, str]:
     """Build the images; returns ``{name: tag}``.
 
+    :param names: which of :data:`IMAGE_NAMES` (default :data:`DEFAULT_IMAGES`, without the framework images).
     :param images_dir: a directory with ``<name>.Dockerfile`` files to use instead of the packaged ones.
     :param wheelhouse: take the project's wheels from here instead of the installed distributions (default
         ``$CLIPPER_WHEELHOUSE``); it may also hold dependency wheels.
     :param force: rebuild even when the inputs are unchanged (Docker's layer cache still applies).
     :param no_cache: also bypass Docker's layer cache.
     :param offline: never try to pull ``python:3.11-slim``.
+    :param java_base_image: the base of ``pyspark-container`` (python3 3.11 and Java 17+); default: made offline.
     :raises DeploymentError: naming what is missing or what failed.
     """
     out = say or (lambda text: print(text, flush=True))
@@ -201,12 +221,27 @@ def build_images(
     cache_dir.mkdir(parents=True, exist_ok=True)
     client = client or connect_docker()
     started = time.monotonic()
+    frameworks = [FRAMEWORK_IMAGES[n] for n in names if n in FRAMEWORK_IMAGES]
     out("==> [1/3] base image")
     base = choose_base_image(client, cache_dir, out, base_image, offline)
-    base_id = str(client.images.get(base).id)
+    bases = {name: base for name in names}
+    if any(fw.java for fw in frameworks):
+        java_base = (
+            ensure_present(client, java_base_image, out)
+            if java_base_image
+            else ensure_base_image(client, cache_dir, out, flavour=JAVA)
+        )
+        bases.update({fw.name: java_base for fw in frameworks if fw.java})
+    base_ids = {image: str(client.images.get(image).id) for image in set(bases.values())}
     out("==> [2/3] wheelhouse")
     wheels = ensure_wheelhouse(cache_dir, dists, version, out, wheelhouse=wheelhouse, force=force)
-    wheels_digest = wheelhouse_digest(wheels)
+    framework_wheels = {
+        fw.extra: ensure_framework_wheels(wheels, fw, version, out, wheelhouse=wheelhouse, force=force)
+        for fw in frameworks
+    }
+    digests = {name: wheelhouse_digest(wheels) for name in names}
+    for fw in frameworks:
+        digests[fw.name] += wheel_digest(list(framework_wheels[fw.extra].glob("*.whl")))
     stamps_path = cache_dir / "images.json"
     try:
         stamps = json.loads(stamps_path.read_text())
@@ -214,12 +249,14 @@ def build_images(
         stamps = {}
     out(f"==> [3/3] images ({len(names)})")
     built: dict[str, str] = {}
-    context: Path | None = None
+    contexts: dict[str | None, Path] = {}  # by framework extra: hard links, and only what its images COPY
     try:
         for i, name in enumerate(names, 1):
             tag = image_tag(registry, name, version)
             dockerfile = f"{name}.Dockerfile"
-            inputs = hashlib.sha256(dockerfiles[dockerfile] + wheels_digest.encode() + base_id.encode()).hexdigest()
+            inputs = hashlib.sha256(
+                dockerfiles[dockerfile] + digests[name].encode() + base_ids[bases[name]].encode()
+            ).hexdigest()
             try:
                 current = str(client.images.get(tag).id)
             except docker.errors.ImageNotFound:
@@ -228,16 +265,14 @@ def build_images(
                 out(f"  [{i}/{len(names)}] {tag} is up to date ({current[7:19]})")
                 built[name] = tag
                 continue
-            if context is None:  # one context shared by every image: the Dockerfiles + wheels/
-                context = Path(tempfile.mkdtemp(prefix="build-context-", dir=cache_dir))
-                _link_wheels(wheels, context / "wheels")
-                for fname, data in dockerfiles.items():
-                    (context / fname).write_bytes(data)
-                (context / ".dockerignore").write_text("*.partial\n")
+            extra = FRAMEWORK_IMAGES[name].extra if name in FRAMEWORK_IMAGES else None
+            if extra not in contexts:
+                only = {extra: framework_wheels[extra]} if extra else {}
+                contexts[extra] = _make_context(cache_dir, wheels, only, dockerfiles)
             t0 = time.monotonic()
-            out(f"  [{i}/{len(names)}] building {tag} (FROM {base})")
+            out(f"  [{i}/{len(names)}] building {tag} (FROM {bases[name]})")
             with docker_errors(f"Building {tag}"):
-                image_id = _stream_build(client, context, dockerfile, tag, base, no_cache, out, verbose)
+                image_id = _stream_build(client, contexts[extra], dockerfile, tag, bases[name], no_cache, out, verbose)
             if current and current != image_id:  # the old image is now untagged: drop it unless a container uses it
                 try:
                     client.images.remove(current, noprune=False)
@@ -248,17 +283,30 @@ def build_images(
             out(f"  [{i}/{len(names)}] built {tag} in {time.monotonic() - t0:.1f} s")
             built[name] = tag
     finally:
-        if context is not None:
+        for context in contexts.values():
             shutil.rmtree(context, ignore_errors=True)
     out(f"==> images ready in {time.monotonic() - started:.1f} s: {', '.join(built.values())}")
     return built
 
 
-def _link_wheels(wheels: Path, dest: Path) -> None:
-    """``dest/clipper/`` gets the project's wheels, ``dest/deps/`` all others (hard links where possible)."""
-    for sub in ("deps", "clipper"):
+def _make_context(cache_dir: Path, wheels: Path, frameworks: dict[str, Path], dockerfiles: dict[str, bytes]) -> Path:
+    """A build context: the Dockerfiles and ``wheels/`` (see :func:`_link_wheels`)."""
+    context = Path(tempfile.mkdtemp(prefix="build-context-", dir=cache_dir))
+    _link_wheels(wheels, context / "wheels", frameworks)
+    for fname, data in dockerfiles.items():
+        (context / fname).write_bytes(data)
+    (context / ".dockerignore").write_text("*.partial\n")
+    return context
+
+
+def _link_wheels(wheels: Path, dest: Path, frameworks: dict[str, Path]) -> None:
+    """``dest/clipper/`` gets the project's wheels, ``dest/deps/`` all others and ``dest/frameworks/<extra>/`` each
+    framework's (hard links where possible)."""
+    sources = {"deps": wheels / "deps", "clipper": wheels / "clipper"}
+    sources.update({f"frameworks/{extra}": folder for extra, folder in frameworks.items()})
+    for sub, folder in sources.items():
         (dest / sub).mkdir(parents=True, exist_ok=True)
-        for whl in (wheels / sub).glob("*.whl"):
+        for whl in folder.glob("*.whl"):
             try:
                 os.link(whl, dest / sub / whl.name)
             except OSError:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from clipper_core import __version__
 from clipper_core.container_manager import clipper_registry
 from clipper_core.errors import ClipperException
-from clipper_docker.images.build import IMAGE_NAMES, build_images
+from clipper_docker.images.build import DEFAULT_IMAGES, IMAGE_NAMES, build_images
 
 if TYPE_CHECKING:
     from clipper_core.commands import CommandContext
@@ -32,12 +32,25 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", default=__version__, help=f"image tag (default {__version__})")
     parser.add_argument("--base-image", default=None, help="base image with python3 (default: built offline)")
     parser.add_argument(
+        "--java-base-image",
+        default=None,
+        help="base image with python3 and Java 17+ for pyspark-container (default: built offline)",
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--only",
         nargs="+",
         choices=IMAGE_NAMES,
-        default=list(IMAGE_NAMES),
+        default=list(DEFAULT_IMAGES),
         metavar="NAME",
-        help=f"build only these images ({', '.join(IMAGE_NAMES)})",
+        help=f"build these images ({', '.join(IMAGE_NAMES)}; default {', '.join(DEFAULT_IMAGES)})",
+    )
+    which.add_argument(
+        "--all",
+        dest="only",
+        action="store_const",
+        const=list(IMAGE_NAMES),
+        help="build every image, the framework model images (pyspark, pytorch, onnx) too",
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help="cache directory (default ~/.cache/clipper)")
     parser.add_argument(
@@ -78,6 +91,7 @@ def run(args: argparse.Namespace, ctx: CommandContext | None = None) -> int:
         no_cache=args.no_cache,
         offline=args.offline,
         verbose=args.build_verbose or bool(getattr(args, "verbose", False)),
+        java_base_image=args.java_base_image,
     )
     return 0
 
