@@ -19,16 +19,12 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cloudpickle
 
-from clipper_core.container_manager import default_base_image
 from clipper_core.errors import DeploymentError
 from clipper_deployers.python import FUNC_FILE, local_source_package
-
-if TYPE_CHECKING:
-    from clipper_core.admin import ClipperConnection
 
 logger = logging.getLogger(__name__)
 
@@ -143,73 +139,3 @@ def write_model_dir(
         raise
     logger.info("Saved model %s (%s) to %s", name, predictor.metadata.get("format"), directory)
     return directory
-
-
-def build_and_deploy_dir(
-    clipper_conn: ClipperConnection,
-    name: str,
-    version: Any,
-    input_type: str,
-    directory: str,
-    base_image: str,
-    labels: list[str] | None,
-    registry: str | None,
-    num_replicas: int,
-    batch_size: int,
-    pkgs_to_install: list[str] | None,
-) -> None:
-    """``build_and_deploy_model`` with ``base_image="default"`` resolved; removes ``directory`` afterwards."""
-    if base_image == "default":
-        base_image = default_base_image()
-    try:
-        clipper_conn.build_and_deploy_model(
-            name,
-            version,
-            input_type,
-            directory,
-            base_image,
-            labels,
-            registry,
-            num_replicas,
-            batch_size,
-            pkgs_to_install,
-        )
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def register_deploy_and_link(
-    clipper_conn: ClipperConnection,
-    name: str,
-    version: Any,
-    input_type: str,
-    directory: str,
-    default_output: str,
-    slo_micros: int,
-    base_image: str,
-    labels: list[str] | None,
-    registry: str | None,
-    num_replicas: int,
-    batch_size: int,
-    pkgs_to_install: list[str] | None,
-) -> None:
-    """``create_endpoint`` for a prepared model directory: register app ``name``, deploy model ``name``, link them."""
-    try:
-        clipper_conn.register_application(name, input_type, default_output, slo_micros)
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
-    build_and_deploy_dir(
-        clipper_conn,
-        name,
-        version,
-        input_type,
-        directory,
-        base_image,
-        labels,
-        registry,
-        num_replicas,
-        batch_size,
-        pkgs_to_install,
-    )
-    clipper_conn.link_model_to_app(name, name)

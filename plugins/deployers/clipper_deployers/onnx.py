@@ -9,7 +9,8 @@ code, ``"caffe2"``, which is served with onnxruntime too.
 
 The model directory holds ``model.onnx``; the replica opens one ``InferenceSession`` on the CPU execution provider
 and calls ``func(session, inputs)`` per batch. Install with ``pip install 'clipper-deployers[onnx]'`` (and
-``[torch]`` to export PyTorch modules).
+``[torch]`` to export PyTorch modules). ``base_image="default"`` is ``<registry>/onnx-container:<version>`` on Docker
+and Kubernetes (``clipper images build --only onnx-container`` builds it).
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from clipper_core.errors import DeploymentError
+from clipper_deployers._deploy import DeployOptions, clipper_image, deploy_dir, endpoint
 from clipper_deployers._model_dir import (
-    build_and_deploy_dir,
     check_predict_function,
-    register_deploy_and_link,
     require_framework,
     write_model_dir,
 )
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: What ``base_image="default"`` stands for: ``<registry>/onnx-container:<version>``.
+IMAGE_NAME = "onnx-container"
 PLUGIN_NAME = "onnx"
 #: ``clipper deploy --deployer onnx --model PATH`` passes the model as this argument.
 MODEL_PARAMETER = "onnx_model"
@@ -99,6 +101,13 @@ def prepare_onnx_model(name: str, func: Callable[..., Any], onnx_model: Any) -> 
     return write_model_dir(name, OnnxPredictor(func, {}), save)
 
 
+def _deploy(
+    clipper_conn: ClipperConnection, name: str, version: Any, input_type: str, directory: str, options: DeployOptions
+) -> None:
+    deploy_dir(clipper_conn, name, version, input_type, directory, options, clipper_image(IMAGE_NAME))
+    logger.info("ONNX model %s:%s deployed", name, version)
+
+
 def deploy_onnx_model(
     clipper_conn: ClipperConnection,
     name: str,
@@ -118,20 +127,8 @@ def deploy_onnx_model(
     :raises ClipperException: bad input (before anything is built) or any build or deploy error.
     """
     directory = prepare_onnx_model(name, func, onnx_model)
-    build_and_deploy_dir(
-        clipper_conn,
-        name,
-        version,
-        input_type,
-        directory,
-        base_image,
-        labels,
-        registry,
-        num_replicas,
-        batch_size,
-        pkgs_to_install,
-    )
-    logger.info("ONNX model %s:%s deployed", name, version)
+    options = DeployOptions(base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
+    _deploy(clipper_conn, name, version, input_type, directory, options)
 
 
 #: The registry facade calls ``deployer.deploy(...)``.
@@ -156,20 +153,15 @@ def create_endpoint(
 ) -> None:
     """Register app ``name``, deploy the ONNX model as model ``name`` and link the two (bad input registers nothing)."""
     directory = prepare_onnx_model(name, func, onnx_model)
-    register_deploy_and_link(
+    options = DeployOptions(base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
+    endpoint(
         clipper_conn,
         name,
-        version,
         input_type,
-        directory,
         default_output,
         slo_micros,
-        base_image,
-        labels,
-        registry,
-        num_replicas,
-        batch_size,
-        pkgs_to_install,
+        lambda: _deploy(clipper_conn, name, version, input_type, directory, options),
+        directory,
     )
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipper_core.errors import DeploymentError
 from clipper_deployers import _spark
+from clipper_deployers._deploy import DeployOptions, clipper_image, deploy_dir, endpoint
 from clipper_deployers.python import save_python_function
 
 if TYPE_CHECKING:
@@ -42,10 +43,7 @@ BASE_IMAGE_NAME = "pyspark-container"
 
 def default_pyspark_image() -> str:
     """What ``base_image="default"`` stands for: ``<registry>/pyspark-container:<version>``."""
-    from clipper_core import __version__
-    from clipper_core.container_manager import clipper_registry
-
-    return f"{clipper_registry()}/{BASE_IMAGE_NAME}:{__version__}"
+    return clipper_image(BASE_IMAGE_NAME)
 
 
 def check_predict_function(func: Any) -> None:
@@ -163,6 +161,35 @@ def _missing_model_error() -> DeploymentError:
     return DeploymentError(msg)
 
 
+def _checked_model(func: Any, pyspark_model: Any) -> tuple[str, str]:
+    """The checks made before anything is built; the model's class reference and kind."""
+    if pyspark_model is None:
+        raise _missing_model_error()
+    check_predict_function(func)
+    return check_pyspark_model(pyspark_model)
+
+
+def _deploy_model(
+    clipper_conn: ClipperConnection,
+    name: str,
+    version: Any,
+    input_type: str,
+    func: Callable[..., Any],
+    pyspark_model: Any,
+    sc: Any,
+    options: DeployOptions,
+) -> None:
+    reference, kind = _checked_model(func, pyspark_model)
+    directory = save_python_function(name, func)
+    try:
+        save_pyspark_model(directory, pyspark_model, sc, reference, kind)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    deploy_dir(clipper_conn, name, version, input_type, directory, options, default_pyspark_image())
+    logger.info("PySpark model %s:%s (%s) deployed", name, version, reference)
+
+
 def deploy_pyspark_model(
     clipper_conn: ClipperConnection,
     name: str,
@@ -181,35 +208,14 @@ def deploy_pyspark_model(
     """Deploy ``pyspark_model`` with ``func(spark, model, inputs)`` as model ``name:version``.
 
     :param sc: the ``SparkContext`` the model lives in (needed to save ``pyspark.mllib`` models).
-    :param base_image: ``"default"`` is ``<registry>/pyspark-container:<version>`` (Docker and Kubernetes managers);
-        local clusters run the replica with this interpreter, which needs pyspark and a Java runtime.
+    :param base_image: ``"default"`` is ``<registry>/pyspark-container:<version>`` (Docker and Kubernetes managers;
+        ``clipper images build --only pyspark-container`` builds it); local clusters run the replica with this
+        interpreter, which needs pyspark and a Java runtime.
     :raises ClipperException: a check failed (nothing was built), or building or deploying failed; the temporary
         model directory is always removed.
     """
-    if pyspark_model is None:
-        raise _missing_model_error()
-    check_predict_function(func)
-    reference, kind = check_pyspark_model(pyspark_model)
-    if base_image == "default":
-        base_image = default_pyspark_image()
-    serialization_dir = save_python_function(name, func)
-    try:
-        save_pyspark_model(serialization_dir, pyspark_model, sc, reference, kind)
-        clipper_conn.build_and_deploy_model(
-            name,
-            version,
-            input_type,
-            serialization_dir,
-            base_image,
-            labels,
-            registry,
-            num_replicas,
-            batch_size,
-            pkgs_to_install,
-        )
-    finally:
-        shutil.rmtree(serialization_dir, ignore_errors=True)
-    logger.info("PySpark model %s:%s (%s) deployed", name, version, reference)
+    options = DeployOptions(base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
+    _deploy_model(clipper_conn, name, version, input_type, func, pyspark_model, sc, options)
 
 
 #: The registry facade calls ``deployer.deploy(...)``.
@@ -237,24 +243,13 @@ def create_endpoint(
 
     The model and ``func`` are checked before the application is registered.
     """
-    if pyspark_model is None:
-        raise _missing_model_error()
-    check_predict_function(func)
-    check_pyspark_model(pyspark_model)
-    clipper_conn.register_application(name, input_type, default_output, slo_micros)
-    deploy_pyspark_model(
+    _checked_model(func, pyspark_model)
+    options = DeployOptions(base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
+    endpoint(
         clipper_conn,
         name,
-        version,
         input_type,
-        func,
-        pyspark_model,
-        sc,
-        base_image,
-        labels,
-        registry,
-        num_replicas,
-        batch_size,
-        pkgs_to_install,
+        default_output,
+        slo_micros,
+        lambda: _deploy_model(clipper_conn, name, version, input_type, func, pyspark_model, sc, options),
     )
-    clipper_conn.link_model_to_app(name, name)

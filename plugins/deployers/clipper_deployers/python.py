@@ -20,6 +20,7 @@ import cloudpickle
 
 from clipper_core.container_manager import default_base_image
 from clipper_core.errors import DeploymentError
+from clipper_deployers._deploy import DeployOptions, deploy_dir, endpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -85,6 +86,19 @@ def save_python_function(name: str, func: Callable[..., Any]) -> str:
     return serialization_dir
 
 
+def _deploy_closure(
+    clipper_conn: ClipperConnection,
+    name: str,
+    version: Any,
+    input_type: str,
+    func: Callable[..., Any],
+    options: DeployOptions,
+) -> None:
+    directory = save_python_function(name, func)
+    deploy_dir(clipper_conn, name, version, input_type, directory, options, default_base_image())
+    logger.info("Python closure %s:%s deployed", name, version)
+
+
 def deploy_python_closure(
     clipper_conn: ClipperConnection,
     name: str,
@@ -106,25 +120,8 @@ def deploy_python_closure(
     :param pkgs_to_install: pip requirements installed for the model (a per-model venv on local clusters).
     :raises ClipperException: on any build or deploy error; the temporary model directory is always removed.
     """
-    if base_image == "default":
-        base_image = default_base_image()
-    serialization_dir = save_python_function(name, func)
-    try:
-        clipper_conn.build_and_deploy_model(
-            name,
-            version,
-            input_type,
-            serialization_dir,
-            base_image,
-            labels,
-            registry,
-            num_replicas,
-            batch_size,
-            pkgs_to_install,
-        )
-    finally:
-        shutil.rmtree(serialization_dir, ignore_errors=True)
-    logger.info("Python closure %s:%s deployed", name, version)
+    options = DeployOptions(base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
+    _deploy_closure(clipper_conn, name, version, input_type, func, options)
 
 
 #: The registry facade calls ``deployer.deploy(...)``.
@@ -147,18 +144,12 @@ def create_endpoint(
     pkgs_to_install: list[str] | None = None,
 ) -> None:
     """Register app ``name``, deploy ``func`` as model ``name`` and link the two."""
-    clipper_conn.register_application(name, input_type, default_output, slo_micros)
-    deploy_python_closure(
+    options = DeployOptions(base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
+    endpoint(
         clipper_conn,
         name,
-        version,
         input_type,
-        func,
-        base_image,
-        labels,
-        registry,
-        num_replicas,
-        batch_size,
-        pkgs_to_install,
+        default_output,
+        slo_micros,
+        lambda: _deploy_closure(clipper_conn, name, version, input_type, func, options),
     )
-    clipper_conn.link_model_to_app(name, name)

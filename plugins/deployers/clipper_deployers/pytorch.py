@@ -1,8 +1,9 @@
 """The PyTorch deployer (reference §6.5): deploy ``func(model, inputs)`` with a ``torch.nn.Module``.
 
-Same functions, parameters and defaults as the original's ``clipper_admin.deployers.pytorch``, except that
-``base_image`` is ``"default"`` (the Python closure image; local clusters run the model with the deploying
-interpreter, so torch must be installed there: ``pip install 'clipper-deployers[torch]'``).
+Same functions, parameters and defaults as the original's ``clipper_admin.deployers.pytorch``. ``base_image="default"``
+is ``<registry>/pytorch-container:<version>`` on Docker and Kubernetes (``clipper images build --only
+pytorch-container`` builds it); local clusters run the model with the deploying interpreter, so torch must be
+installed there: ``pip install 'clipper-deployers[torch]'``.
 
 The module is saved in the model directory in the first of these formats that keeps everything ``func`` might
 call (a class with public methods other than ``forward`` is always pickled, since the compiled formats keep only
@@ -27,11 +28,10 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from clipper_core.errors import ClipperException, DeploymentError
+from clipper_deployers._deploy import DeployOptions, clipper_image, deploy_dir, endpoint
 from clipper_deployers._model_dir import (
-    build_and_deploy_dir,
     check_predict_function,
     dump_by_value,
-    register_deploy_and_link,
     require_framework,
     write_model_dir,
 )
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: What ``base_image="default"`` stands for: ``<registry>/pytorch-container:<version>``.
+IMAGE_NAME = "pytorch-container"
 PLUGIN_NAME = "pytorch"
 #: ``clipper deploy --deployer pytorch --model REF`` passes the object REF names as this argument.
 MODEL_PARAMETER = "pytorch_model"
@@ -205,6 +207,13 @@ def prepare_pytorch_model(
     return write_model_dir(name, predictor, save, [type(pytorch_model)])
 
 
+def _deploy(
+    clipper_conn: ClipperConnection, name: str, version: Any, input_type: str, directory: str, options: DeployOptions
+) -> None:
+    deploy_dir(clipper_conn, name, version, input_type, directory, options, clipper_image(IMAGE_NAME))
+    logger.info("PyTorch model %s:%s deployed", name, version)
+
+
 def deploy_pytorch_model(
     clipper_conn: ClipperConnection,
     name: str,
@@ -230,20 +239,8 @@ def deploy_pytorch_model(
     :raises ClipperException: bad input (before anything is built) or any build or deploy error.
     """
     directory = prepare_pytorch_model(name, func, pytorch_model, serialization, example_inputs)
-    build_and_deploy_dir(
-        clipper_conn,
-        name,
-        version,
-        input_type,
-        directory,
-        base_image,
-        labels,
-        registry,
-        num_replicas,
-        batch_size,
-        pkgs_to_install,
-    )
-    logger.info("PyTorch model %s:%s deployed", name, version)
+    options = DeployOptions(base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
+    _deploy(clipper_conn, name, version, input_type, directory, options)
 
 
 #: The registry facade calls ``deployer.deploy(...)``.
@@ -271,18 +268,13 @@ def create_endpoint(
 ) -> None:
     """Register app ``name``, deploy the model as model ``name`` and link the two (bad input registers nothing)."""
     directory = prepare_pytorch_model(name, func, pytorch_model, serialization, example_inputs)
-    register_deploy_and_link(
+    options = DeployOptions(base_image, labels, registry, num_replicas, batch_size, pkgs_to_install)
+    endpoint(
         clipper_conn,
         name,
-        version,
         input_type,
-        directory,
         default_output,
         slo_micros,
-        base_image,
-        labels,
-        registry,
-        num_replicas,
-        batch_size,
-        pkgs_to_install,
+        lambda: _deploy(clipper_conn, name, version, input_type, directory, options),
+        directory,
     )
