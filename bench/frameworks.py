@@ -7,7 +7,8 @@ One run:
      ``deploy_pyspark_model`` as ``spark-lr`` and ``spark-lr-b1`` and drives both;
   3. stops the cluster, then starts the same MLP under LitServe with its own batching (``litserve-torch``,
      ``max_batch_size=64``, ``batch_timeout=1 ms``) and without (``litserve-torch-b1``), one at a time;
-  4. prints ``MODEL c=N ...`` lines and the adaptive/b1 ratios, and appends a section to bench/RESULTS.md.
+  4. repeats 1-3 ``--rounds`` times, prints ``MODEL c=N ...`` lines (the medians over the rounds) and the
+     adaptive/b1 ratios, and appends a section to bench/RESULTS.md.
 
 The points, the wrk runs, the metrics and the process clean-up are run.py's (``Bench``, ``Processes``); the predict
 functions live here so the deployers pickle them by value, as functions of ``__main__``.
@@ -32,7 +33,7 @@ import requests
 from _metrics import Snapshot
 from _paths import CLUSTER_NAME, PEERS_DIR, PEERS_VENV, RESULTS_DIR, RESULTS_MD, ROOT
 from _procs import Processes, bound_run, cleanup_from_state
-from _report import find_point, machine_info, write_results
+from _report import find_point, machine_info, median_points, write_results
 from _targets import sample_body
 from _wrk import Point, wrk_cpu_prefix
 from run import Bench
@@ -265,10 +266,19 @@ class FrameworkBench(Bench):
             f"{machine['nproc']} × {machine['cpu']}, load {machine['loadavg']}; {self.args.duration:g} s per point "
             f"after {self.args.warmup:g} s warm-up; wrk -t1 {' '.join(wrk_cpu_prefix())}"
         )
-        if {"torch", "spark"} & set(self.args.targets):
-            self.run_cluster()
-        if "litserve" in self.args.targets:
-            self.run_litserve()
+        rounds = max(1, self.args.rounds)
+        for r in range(rounds):
+            if rounds > 1:
+                self.say(f"# round {r + 1}/{rounds}")
+            if {"torch", "spark"} & set(self.args.targets):
+                self.run_cluster()
+            if "litserve" in self.args.targets:
+                self.run_litserve()
+        if rounds > 1:
+            self.points = median_points(self.points)
+            self.say(f"# medians over {rounds} rounds")
+            for p in self.points:
+                self.say(p.line())
         ratios = pair_ratios(self.points, self.args.conc)
         for line in ratios:
             self.say(line)
@@ -307,8 +317,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--conc", default="1,16,64", help="comma-separated connection counts (default 1,16,64)")
     p.add_argument("--targets", default=",".join(TARGETS), help=f"any of {','.join(TARGETS)} (default all)")
     p.add_argument("--models", default=",".join(MODELS), help="only these targets (default all)")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="run everything this many times and report the medians (default 1)"
+    )
     p.add_argument("--no-write", action="store_true", help="do not append to bench/RESULTS.md")
-    p.add_argument("--max-seconds", type=float, default=1200.0, help="hard limit for the whole run (default 1200)")
+    p.add_argument(
+        "--max-seconds", type=float, default=1200.0, help="hard limit for the whole run (default 1200 per round)"
+    )
     p.add_argument("--state", type=Path, default=RESULTS_DIR / ".frameworks-state.json")
     p.add_argument("--cleanup", type=Path, metavar="STATE", help="kill what the run behind STATE left, then exit")
     args = p.parse_args(argv)
@@ -318,7 +333,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = [t for t in args.targets if t not in TARGETS] + [m for m in args.models if m not in MODELS]
     if bad:
         p.error(f"unknown {bad}; targets: {', '.join(TARGETS)}; models: {', '.join(MODELS)}")
-    args.rounds = 1  # write_results reads it
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
+    args.max_seconds *= args.rounds
     return args
 
 

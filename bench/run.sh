@@ -4,6 +4,7 @@
 #   bash bench/run.sh                          # everything: ours, the Tornado baseline, every installed peer
 #   bash bench/run.sh --duration 5 --peers tornado,litserve
 #   BENCH_SKIP_PEER_SETUP=1 bash bench/run.sh  # do not (re)install the peers first
+#   bash bench/run.sh frameworks --rounds 3    # the framework models instead (bench/frameworks.py)
 #
 # Installs wrk (Debian package) when missing, refreshes the project's .venv (scripts/setup.sh), installs the
 # peers into bench/.venv-peers (bench/setup-peers.sh; a failed peer is skipped), then runs bench/run.py with the
@@ -26,11 +27,19 @@ if [ "${BENCH_SKIP_PEER_SETUP:-0}" != 1 ]; then
     bash bench/setup-peers.sh
 fi
 
+script=bench/run.py
+kind=run
+if [ "${1:-}" = frameworks ]; then
+    script=bench/frameworks.py
+    kind=frameworks
+    shift
+fi
+
 mkdir -p bench/results
-state=bench/results/.run-state-$$.json
-log=bench/results/run-$(date +%Y%m%d-%H%M%S).log
-cleanup() { .venv/bin/python bench/run.py --cleanup "$state" || true; }
+state=bench/results/.$kind-state-$$.json
+log=bench/results/$kind-$(date +%Y%m%d-%H%M%S).log
+cleanup() { .venv/bin/python "$script" --cleanup "$state" || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 # tee -i: on Ctrl-C tee keeps copying run.py's clean-up messages instead of dying first.
-.venv/bin/python -u bench/run.py --state "$state" "$@" 2>&1 | tee -i "$log"
+.venv/bin/python -u "$script" --state "$state" "$@" 2>&1 | tee -i "$log"
