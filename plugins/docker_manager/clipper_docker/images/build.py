@@ -239,7 +239,8 @@ def build_images(
         fw.extra: ensure_framework_wheels(wheels, fw, version, out, wheelhouse=wheelhouse, force=force)
         for fw in frameworks
     }
-    digests = {name: wheelhouse_digest(wheels) for name in names}
+    shared_digest = wheelhouse_digest(wheels)  # hashes every wheel's bytes: once, not once per image
+    digests = dict.fromkeys(names, shared_digest)
     for fw in frameworks:
         digests[fw.name] += wheel_digest(list(framework_wheels[fw.extra].glob("*.whl")))
     stamps_path = cache_dir / "images.json"
